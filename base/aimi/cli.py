@@ -1,0 +1,114 @@
+"""The `aimi` command line (the containers' entrypoint). Exit codes: 0 done, 1 a case failed, 2 usage/config error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aimi.app import EXIT_OK, EXIT_USAGE, run_model
+from aimi.context import RunOptions
+from aimi.log import configure
+from aimi.models import available_models, load_model
+from aimi.module import ConfigError
+from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, verify
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aimi", description="BAMF AIMI nnU-Net models: DICOM in, DICOM SEG out")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="segment every suitable series under a DICOM folder")
+    run.add_argument("model", help="model folder name, e.g. bamf_nnunet_ct_kidney (see `aimi models`)")
+    run.add_argument("-i", "--input", type=Path, required=True, help="DICOM folder (any nesting, any file names)")
+    run.add_argument("-o", "--output", type=Path, required=True, help="output folder for SEGs and run-report.json")
+    run.add_argument("--workflow", default="default", help="workflow name in the model's config/ (or a .yml path)")
+    run.add_argument("--weights", type=Path, help="weights folder (default: $AIMI_WEIGHTS, /app/weights, ~/.cache)")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--folds", default="all", help="'all' or fold numbers such as 0,1")
+    run.add_argument("--no-tta", dest="tta", action="store_false", help="turn test-time mirroring off (8x faster)")
+    run.add_argument("--step-size", type=float, default=0.5, help="sliding-window tile step (fraction of a patch)")
+    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="Module.key=value")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed case")
+    run.add_argument("--keep-empty-frames", action="store_true", help="write SEG frames that hold no segment")
+
+    models = commands.add_parser("models", help="list the models, their inputs, segments and weight status")
+    models.add_argument("--json", action="store_true")
+    models.add_argument("--weights", type=Path)
+
+    weights = commands.add_parser("weights", help="download or check model weights")
+    weights.add_argument("action", choices=("fetch", "verify"))
+    weights.add_argument("model")
+    weights.add_argument("--weights", type=Path)
+
+    testmodel = commands.add_parser("testmodel", help="build a tiny real nnU-Net v2 model with MODEL's channels/labels")
+    testmodel.add_argument("model")
+    testmodel.add_argument("out", type=Path, help="a weights folder: the model lands in OUT/<model>/<weights id>/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure(args.verbose)
+    try:
+        return _dispatch(args)
+    except (ConfigError, WeightsMissing) as error:
+        print(f"aimi: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except FetchError as error:
+        print(f"aimi: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    weights_dir = getattr(args, "weights", None) or default_weights_dir()
+    if args.command == "run":
+        options = RunOptions(args.device, args.folds, args.tta, args.step_size, args.keep_empty_frames, args.fail_fast)
+        return run_model(args.model, args.input, args.output, workflow=args.workflow, weights_dir=weights_dir,
+                         options=options, assignments=args.assignments)
+    if args.command == "models":
+        return _models(args.json, weights_dir)
+    if args.command == "weights":
+        return _weights(args.action, args.model, weights_dir)
+    from aimi.testmodel_cli import build_for_model
+
+    for path in build_for_model(load_model(args.model), args.out):
+        print(path)
+    return EXIT_OK
+
+
+def _models(as_json: bool, weights_dir: Path) -> int:
+    rows = []
+    for name in available_models():
+        model = load_model(name)
+        meta = model.meta
+        rows.append({
+            "name": name,
+            "title": meta.get("title", ""),
+            "inputs": [i.get("description", "") for i in meta.get("summary", {}).get("inputs", [])],
+            "segments": [c for o in meta.get("summary", {}).get("outputs", []) for c in o.get("classes", [])],
+            "workflows": model.workflows(),
+            "weights": "ok" if not verify(model.manifest, weights_dir) else "missing or unverified",
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']:28} {row['weights']:22} {row['title']}\n{'':28} segments: {', '.join(row['segments'])}")
+    return EXIT_OK
+
+
+def _weights(action: str, name: str, weights_dir: Path) -> int:
+    model = load_model(name)
+    if action == "fetch":
+        for path in fetch(model.manifest, weights_dir):
+            print(path)
+        return EXIT_OK
+    problems = verify(model.manifest, weights_dir)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{name}: weights present and consistent with the manifest ({weights_dir})")
+    return 1 if problems else EXIT_OK

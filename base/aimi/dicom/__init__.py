@@ -1,0 +1,1 @@
+"""DICOM helpers: series geometry, scanning and selection, synthetic series."""

@@ -1,0 +1,29 @@
+"""The reusable chain modules, by the names workflows use."""
+
+from __future__ import annotations
+
+from aimi.module import Module
+
+
+def registry() -> dict[str, type[Module]]:
+    """Module name -> class; imported lazily so that `aimi models` does not pay for torch."""
+    from aimi.modules.data_organizer import DataOrganizer
+    from aimi.modules.dicom_importer import DicomImporter
+    from aimi.modules.dseg_converter import DsegConverter
+    from aimi.modules.keep_largest_components import KeepLargestComponents
+    from aimi.modules.mask_to_region import MaskToRegion
+    from aimi.modules.nifti_converter import NiftiConverter
+    from aimi.modules.nnunet_runner import NNUnetRunner
+    from aimi.modules.remap_labels import RemapLabels
+
+    modules: list[type[Module]] = [
+        DicomImporter,
+        NiftiConverter,
+        NNUnetRunner,
+        RemapLabels,
+        KeepLargestComponents,
+        MaskToRegion,
+        DsegConverter,
+        DataOrganizer,
+    ]
+    return {module.__name__: module for module in modules}

@@ -1,0 +1,99 @@
+"""DataOrganizer - reads: `seg`; writes: `output` (files under the output folder).
+
+Layout `<SeriesInstanceUID>/<model>.seg.dcm` by default, optional label map on the source grid and QC overlay
+PNG beside it. Every file is written to a temporary name and renamed once all of a case's files are complete, so
+no partial file ever appears. Folder names come from UIDs only after checking they are UIDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from aimi.case import Case
+from aimi.module import Module
+from aimi.modules.dseg_converter import on_source_grid
+from aimi.qc import overlay_png
+
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+FIELDS = ("series_uid", "study_uid", "model", "role")
+LABELMAP_FORMATS = ("none", "nrrd", "nii.gz", "nii")
+
+
+@dataclass(frozen=True)
+class Settings:
+    pattern: str = "{series_uid}/{model}.seg.dcm"
+    labelmap_format: str = "none"
+    qc_png: bool = False
+
+    def __post_init__(self) -> None:
+        names = {name for _, name, _, _ in string.Formatter().parse(self.pattern) if name}
+        if names - set(FIELDS) or not self.pattern.endswith(".seg.dcm"):
+            raise ValueError(f"pattern {self.pattern!r}: use fields {', '.join(FIELDS)} and end with .seg.dcm")
+        if self.labelmap_format not in LABELMAP_FORMATS:
+            raise ValueError(f"labelmap_format {self.labelmap_format!r}: one of {', '.join(LABELMAP_FORMATS)}")
+
+
+def safe_uid(uid: str) -> str:
+    """A UID as a path component; anything that is not a well-formed UID is replaced by its digest."""
+    return uid if UID_PATTERN.match(uid) and len(uid) <= 64 else "x" + hashlib.sha256(uid.encode()).hexdigest()[:32]
+
+
+class DataOrganizer(Module):
+    reads = ("seg",)
+    writes = ("output",)
+    Settings = Settings
+
+    def __call__(self, case: Case) -> None:
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for role, seg in case.segs.items():
+                series = case.series[role]
+                target = self.context.output_dir / self.settings.pattern.format(
+                    series_uid=safe_uid(series.series_uid), study_uid=safe_uid(series.study_uid),
+                    model=self.context.model_name, role=role,
+                )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staged.append((self._stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True)), target))
+                staged.extend(self._extras(case, role, target))
+        except BaseException:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            raise
+        for temporary, target in staged:
+            os.replace(temporary, target)
+            case.outputs.append(target)
+
+    def _extras(self, case: Case, role: str, seg_path: Path) -> list[tuple[Path, Path]]:
+        series = case.series[role]
+        stem = seg_path.name.removesuffix(".seg.dcm")
+        labelmap = case.labelmaps.get(role) or case.labelmap()
+        labels = on_source_grid(labelmap, series)
+        extras = []
+        if self.settings.labelmap_format != "none":
+            image = sitk.GetImageFromArray(labels)
+            image.CopyInformation(series.geometry.reference_image())
+            target = seg_path.with_name(f"{stem}.labels.{self.settings.labelmap_format}")
+            extras.append((self._stage(target, lambda p: sitk.WriteImage(image, str(p), True)), target))
+        if self.settings.qc_png and role in case.images:
+            target = seg_path.with_name(f"{stem}.qc.png")
+            writer = lambda p: overlay_png(case.images[role], labels, series.geometry, series.modality, p)  # noqa: E731
+            extras.append((self._stage(target, writer), target))
+        return extras
+
+    @staticmethod
+    def _stage(target: Path, write: object) -> Path:
+        """Write through `write(path)` to a hidden temporary sibling; the caller renames it into place."""
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.partial{''.join(target.suffixes[-2:])}")
+        try:
+            write(temporary)  # type: ignore[operator]
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return temporary

@@ -1,0 +1,98 @@
+"""DsegConverter - reads: `dicom`, `labelmap`; writes: `seg` (one DICOM SEG per role).
+
+The label map is resampled (nearest neighbour, physical space) onto each source series' own grid, then encoded
+as a highdicom BINARY SEG whose frames are parallel to and reference the source slices. Segments, codes and the
+header come from the workflow's segment table; provenance (model version, weights file and sha256) goes into the
+algorithm identification and the content description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+import aimi
+from aimi.case import MAIN, Case, DicomSeries
+from aimi.context import RunContext
+from aimi.module import CaseError, ConfigError, Module
+from aimi.seg.segments import SegmentSpec, parse_segments
+from aimi.seg.writer import SegHeader, build_seg
+
+
+@dataclass(frozen=True)
+class Settings:
+    segments: list[Any] = field(default_factory=list)
+    series_description: str = "AIMI Segmentation"
+    series_number: int = 900
+    body_part_examined: str = ""
+    algorithm_name: str = ""
+    content_creator: str = "BAMFHealth^AI"
+    content_label: str = "AIMI"
+    labelmap: str = MAIN
+    roles: list[str] = field(default_factory=list)  # empty: a SEG for every series of the case
+
+    def __post_init__(self) -> None:
+        try:
+            parsed = parse_segments(self.segments, "segments")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        object.__setattr__(self, "parsed_segments", parsed)
+
+
+def on_source_grid(labelmap: sitk.Image, series: DicomSeries) -> np.ndarray:
+    """The label map sampled at the source series' voxel centres: (slices, rows, columns) in source frame order."""
+    resampled = sitk.Resample(
+        labelmap, series.geometry.reference_image(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+    )
+    return sitk.GetArrayFromImage(resampled)
+
+
+class DsegConverter(Module):
+    reads = ("dicom", "labelmap")
+    writes = ("seg",)
+    Settings = Settings
+
+    def __init__(self, settings: Settings, context: RunContext) -> None:
+        super().__init__(settings, context)
+        self.segments: list[SegmentSpec] = settings.parsed_segments  # type: ignore[attr-defined]
+        if not settings.algorithm_name:
+            raise ConfigError("DsegConverter.algorithm_name: required (e.g. BAMF-Kidney-CT)")
+
+    def __call__(self, case: Case) -> None:
+        labelmap = case.labelmap(self.settings.labelmap)
+        header = self._header(case)
+        for role in self.settings.roles or case.roles:
+            if role not in case.series:
+                raise CaseError(f"case {case.id}: DsegConverter.roles names {role!r}; the case has {case.roles}")
+            series = case.series[role]
+            labels = on_source_grid(case.labelmaps.get(role, labelmap), series)
+            try:
+                case.segs[role] = build_seg(
+                    labels, series.headers, self.segments, header,
+                    keep_empty_frames=self.context.options.keep_empty_frames,
+                )
+            except ValueError as error:
+                raise CaseError(f"series {series.series_uid}: cannot encode the SEG: {error}") from None
+
+    def _header(self, case: Case) -> SegHeader:
+        """Provenance within LO (64 characters): version and weights file as the algorithm version, the sha256
+        digest(s) as the content description (prefixes of 64 / n characters when a chain fuses n models)."""
+        manifest = self.context.manifest
+        files = " + ".join(p.get("file") or weights_id for weights_id, p in sorted(case.provenance.items()))
+        digests = [p.get("sha256") or "" for _, p in sorted(case.provenance.items())]
+        width = 64 // max(1, len(digests)) - (1 if len(digests) > 1 else 0)
+        digest = " ".join(d[:width] for d in digests) if all(digests) else "weights sha256 unknown (test weights)"
+        return SegHeader(
+            series_description=self.settings.series_description,
+            series_number=self.settings.series_number,
+            body_part_examined=self.settings.body_part_examined,
+            algorithm_name=self.settings.algorithm_name,
+            algorithm_version=f"{manifest.version} {files}"[:64],
+            content_creator=self.settings.content_creator,
+            content_label=self.settings.content_label,
+            content_description=digest,
+            software_versions=f"aimi {aimi.__version__}",
+        )

@@ -1,0 +1,50 @@
+"""run-report.json: every series seen, every case's status, timings and outputs, and what produced them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aimi
+
+STACK = ("torch", "nnunetv2", "highdicom", "pydicom", "SimpleITK", "dcm2niix", "numpy")
+
+
+def versions() -> dict[str, str]:
+    found = {"aimi": aimi.__version__, "python": platform.python_version()}
+    for package in STACK:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def summary(cases: list[dict[str, Any]], series: list[dict[str, Any]]) -> dict[str, int]:
+    statuses = [c["status"] for c in cases]
+    return {
+        "series_seen": len(series),
+        "series_selected": sum(s["status"] == "selected" for s in series),
+        "series_skipped": sum(s["status"] == "skipped" for s in series),
+        "series_rejected": sum(s["status"] == "rejected" for s in series),
+        "cases": len(cases),
+        "cases_done": statuses.count("done"),
+        "cases_failed": statuses.count("failed"),
+    }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Atomic: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,119 @@
+"""Runs a validated workflow: modules built once, the chain checked before the first case, each case isolated.
+
+A failing case is recorded with the module, the series and the reason; the other cases go on (unless fail-fast).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from aimi.case import Case
+from aimi.context import RunContext
+from aimi.log import event
+from aimi.module import CaseError, ConfigError, Module, SourceModule
+from aimi.workflow import Step, Workflow
+
+log = logging.getLogger("aimi.runner")
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    roles: dict[str, str]
+    status: str = "done"
+    module: str = ""
+    error: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.case_id,
+            "series": self.roles,
+            "status": self.status,
+            "failed_module": self.module or None,
+            "error": self.error or None,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "outputs": self.outputs,
+        }
+
+
+def check_chain(workflow: Workflow) -> None:
+    """Every kind a step reads must be written by an earlier step; the first step must be a source."""
+    first = workflow.steps[0]
+    if not issubclass(first.module, SourceModule):
+        raise ConfigError(f"{workflow.path}: execute[0] is {first.label}; a chain starts with a source (DicomImporter)")
+    available: set[str] = set()
+    for index, step in enumerate(workflow.steps):
+        for kind in step.module.reads:
+            if kind not in available:
+                writers = sorted({s.module.__name__ for s in workflow.steps if kind in s.module.writes})
+                hint = f"add one of {', '.join(writers)} before it" if writers else "no module in this chain writes it"
+                raise ConfigError(
+                    f"{workflow.path}: execute[{index}] {step.label} reads {kind!r}, which no earlier step writes; {hint}"
+                )
+        available.update(step.module.writes)
+
+
+class Runner:
+    def __init__(self, workflow: Workflow, context: RunContext) -> None:
+        check_chain(workflow)
+        self.workflow = workflow
+        self.context = context
+        self.modules: list[tuple[Step, Module]] = [(s, s.module(s.settings, context)) for s in workflow.steps]
+
+    @property
+    def source(self) -> SourceModule:
+        module = self.modules[0][1]
+        assert isinstance(module, SourceModule)
+        return module
+
+    def run_cases(self, cases: list[Case]) -> list[CaseResult]:
+        results = []
+        for case in tqdm(cases, desc="cases", unit="case", disable=None):
+            result = self.run_case(case)
+            results.append(result)
+            if result.status == "failed" and self.context.options.fail_fast:
+                break
+        return results
+
+    def run_case(self, case: Case) -> CaseResult:
+        result = CaseResult(case.id, {role: s.series_uid for role, s in case.series.items()})
+        event(log, "case.start", case=case.id, roles=",".join(case.roles))
+        for step, module in self.modules[1:]:
+            started = time.perf_counter()
+            try:
+                module(case)
+            except CaseError as error:
+                return self._failed(result, step, str(error), started)
+            except Exception as error:  # a module bug or library failure must not stop the other cases
+                log.debug(traceback.format_exc())
+                return self._failed(result, step, f"{type(error).__name__}: {error}", started)
+            result.seconds[step.label] = time.perf_counter() - started
+        result.outputs = [str(p.relative_to(self.context.output_dir)) for p in case.outputs]
+        event(log, "case.done", case=case.id, seconds=round(sum(result.seconds.values()), 2))
+        return result
+
+    def _failed(self, result: CaseResult, step: Step, message: str, started: float) -> CaseResult:
+        result.seconds[step.label] = time.perf_counter() - started
+        result.status, result.module, result.error = "failed", step.label, message
+        event(log, "case.failed", logging.ERROR, case=result.case_id, module=step.label, error=message)
+        return result
+
+    def module_stats(self) -> dict[str, Any]:
+        return {step.label: stats for step, module in self.modules if (stats := getattr(module, "stats", None))}
+
+
+def describe_path(path: Path, root: Path) -> str:
+    """A path relative to the input root, for reports (never absolute host paths)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

@@ -1,0 +1,168 @@
+"""Label map on the source grid -> BINARY DICOM Segmentation (PS3.3 A.51) built with highdicom.
+
+Frames follow the source frame order of aimi.dicom.geometry: `labels[k]` segments `source_datasets[k]`, and each
+SEG frame references its source SOP instance (DerivationImageSequence/SourceImageSequence, PS3.3 C.7.6.16.2.6).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.valuerep import PersonName
+
+from aimi.seg.segments import SegmentSpec
+
+
+def _artificial_intelligence() -> hd.sr.CodedConcept:
+    """DCM 123110 'Artificial Intelligence' from CID 7162 (Algorithm Families), the family of AI models."""
+    return hd.sr.CodedConcept.from_code(codes.cid7162.ArtificialIntelligence)
+
+
+@dataclass(frozen=True)
+class SegHeader:
+    """What a SEG says about itself beyond its segments (General Series, Enhanced General Equipment, Segmentation
+    Image modules; PS3.3 C.7.3.1, C.7.5.2, C.8.20.2). Provenance (weights file, sha256) goes in content_description.
+    """
+
+    series_description: str
+    series_number: int
+    body_part_examined: str
+    algorithm_name: str
+    algorithm_version: str
+    algorithm_family: hd.sr.CodedConcept = field(default_factory=_artificial_intelligence)
+    content_creator: str = "BAMFHealth^AI"
+    content_label: str = "SEGMENTATION"
+    content_description: str | None = None
+    manufacturer: str = "AIMI Model Hub"
+    manufacturer_model_name: str = "aimi"
+    software_versions: str = "unknown"
+    device_serial_number: str = "0"
+    instance_number: int = 1
+
+
+def build_seg(
+    labels: np.ndarray,
+    source_datasets: Sequence[Dataset],
+    segments: Sequence[SegmentSpec],
+    header: SegHeader,
+    *,
+    keep_empty_frames: bool = False,
+) -> hd.seg.Segmentation:
+    """A BINARY SEG with one segment per table entry, in table order, each frame referencing its source slice.
+
+    `labels` is (slices, rows, cols) of integers in source frame order; `source_datasets` need headers only.
+    Every segment is described even when its mask is empty (a segment may have no frames, PS3.3 C.8.20.2), so all
+    SEGs of one model carry the same segment list. Empty frames are omitted unless `keep_empty_frames`; when the
+    whole label map is empty every frame is kept, since a SEG needs at least one frame.
+    """
+    _check_labels(labels, source_datasets, segments)
+    seg = hd.seg.Segmentation(
+        source_images=source_datasets,
+        pixel_array=_segment_number_map(labels, segments),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segment_descriptions(segments, header),
+        series_instance_uid=hd.UID(),
+        series_number=header.series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=header.instance_number,
+        manufacturer=header.manufacturer,
+        manufacturer_model_name=header.manufacturer_model_name,
+        software_versions=header.software_versions,
+        device_serial_number=header.device_serial_number,
+        content_description=header.content_description,
+        content_creator_name=PersonName(header.content_creator),
+        content_label=header.content_label,
+        omit_empty_frames=not keep_empty_frames and bool(labels.any()),
+        series_description=header.series_description,
+    )
+    seg.BodyPartExamined = header.body_part_examined
+    return seg
+
+
+def _check_labels(labels: np.ndarray, source_datasets: Sequence[Dataset], segments: Sequence[SegmentSpec]) -> None:
+    """Refuse a label map that does not fit the source grid or holds a value the segment table does not describe."""
+    if not segments:
+        raise ValueError("segment table is empty: a SEG needs at least one segment")
+    if labels.dtype.kind not in "ui":
+        raise ValueError(f"label map must hold integers, got dtype {labels.dtype}")
+    if not source_datasets:
+        raise ValueError("no source datasets: a SEG must reference the slices it segments")
+    expected = (len(source_datasets), int(source_datasets[0].Rows), int(source_datasets[0].Columns))
+    if labels.shape != expected:
+        raise ValueError(f"label map shape {labels.shape} != source (slices, rows, cols) {expected}")
+    known = {spec.label for spec in segments}
+    unknown = sorted(set(_present_values(labels, max(known))) - known)
+    if unknown:
+        raise ValueError(f"label value(s) {unknown} in the label map not in the segment table (labels {sorted(known)})")
+
+
+def _segment_number_map(labels: np.ndarray, segments: Sequence[SegmentSpec]) -> np.ndarray:
+    """Label values -> segment numbers (table order): highdicom's label-map input style, which still writes one
+    binary frame per segment and slice but builds about 2.5x faster than a stacked (slices, rows, cols, segments)
+    array, with 1/n of its memory for n segments. Needs every value checked by _check_labels first.
+    """
+    lookup = np.zeros(max(spec.label for spec in segments) + 1, dtype=np.uint16 if len(segments) > 255 else np.uint8)
+    for number, spec in enumerate(segments, start=1):
+        lookup[spec.label] = number
+    return lookup[labels]
+
+
+def _present_values(labels: np.ndarray, max_known: int) -> list[int]:
+    """Non-zero values present; bincount is much faster than np.unique once out-of-range values are ruled out."""
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high > max_known:
+        return [v for v in (low, high) if v < 0 or v > max_known]
+    counts = np.bincount(labels.ravel(), minlength=max_known + 1)
+    return [int(v) for v in np.flatnonzero(counts) if v != 0]
+
+
+def _segment_descriptions(segments: Sequence[SegmentSpec], header: SegHeader) -> list[hd.seg.SegmentDescription]:
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=header.algorithm_name, family=header.algorithm_family, version=header.algorithm_version
+    )
+    return [_segment_description(number, spec, algorithm) for number, spec in enumerate(segments, start=1)]
+
+
+def _segment_description(
+    number: int, spec: SegmentSpec, algorithm: hd.AlgorithmIdentificationSequence
+) -> hd.seg.SegmentDescription:
+    """One SegmentSequence item (Segment Description Macro, PS3.3 C.8.20.2), SegmentAlgorithmType AUTOMATIC."""
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=spec.name,
+        segmented_property_category=spec.category,
+        segmented_property_type=spec.type,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        anatomic_regions=[spec.region] if spec.region is not None else None,
+    )
+    if spec.modifier is not None:
+        # highdicom has no parameter for it; the Segment Description Macro nests it in the property type item.
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [spec.modifier]
+    return description
+
+
+def write_dataset_atomically(ds: Dataset, path: Path) -> None:
+    """Write `ds` as a DICOM file (PS3.10) so that `path` is either absent, the old file or the complete new one.
+
+    The file is written under a temporary name in the same folder (same file system, so os.replace is atomic),
+    flushed to disk, then renamed; on any failure the temporary file is removed and the error re-raised.
+    """
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            ds.save_as(stream, enforce_file_format=True)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,32 @@
+"""`aimi testmodel MODEL OUT`: a tiny real model per manifest weights entry, laid out like fetched weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aimi.models import ModelFolder
+from aimi.testmodel import TestModelSpec, build_test_model
+from aimi.weights import model_folder, write_provenance
+
+TESTMODEL_FILE = "aimi-testmodel"
+
+
+def spec_for(model: ModelFolder, weights_id: str) -> TestModelSpec:
+    entry = model.manifest.entry(weights_id)
+    table = entry.testmodel
+    if not table:
+        raise ValueError(f"{model.manifest.path}: weights {weights_id!r} has no [weights.testmodel] table")
+    labels = {str(k): int(v) for k, v in table["labels"].items()}
+    intensities = {int(k): tuple(float(x) for x in v) for k, v in table["intensities"].items()}
+    dataset = entry.nnunet.dataset or entry.nnunet.task.replace("Task", "Dataset", 1)
+    return TestModelSpec(dataset_name=dataset, channels=dict(table["channels"]), labels=labels, intensities=intensities)
+
+
+def build_for_model(model: ModelFolder, weights_dir: Path) -> list[Path]:
+    built = []
+    for entry in model.manifest.weights:
+        folder = model_folder(weights_dir, model.manifest, entry)
+        build_test_model(spec_for(model, entry.id), folder)
+        write_provenance(folder, url="", file=TESTMODEL_FILE, sha256="")
+        built.append(folder)
+    return built

@@ -1,0 +1,117 @@
+"""Workflow YAML in MHub's shape (`general`, `execute`, `modules`), validated before anything runs.
+
+    general: {description: ..., version: ...}
+    execute: [DicomImporter, NiftiConverter, {module: KeepLargestComponents, count: 2}, ...]
+    modules: {NNUnetRunner: {weights: [kidney]}, ...}
+
+A step's own keys override `modules.<Name>`, which `--set Name.key=value` overrides in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aimi.module import ConfigError, Module, build_settings
+
+TOP_LEVEL_KEYS = ("general", "execute", "modules")
+GENERAL_KEYS = ("description", "version")
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    module: type[Module]
+    settings: Any
+
+
+@dataclass(frozen=True)
+class Workflow:
+    path: Path
+    description: str
+    version: str
+    steps: tuple[Step, ...]
+
+
+def parse_overrides(assignments: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`Module.key=value` strings -> {Module: {key: value}}; values are read as YAML scalars or lists."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for assignment in assignments:
+        target, sep, text = assignment.partition("=")
+        module, dot, key = target.partition(".")
+        if not sep or not dot or not module or not key:
+            raise ConfigError(f"--set {assignment!r}: expected Module.key=value")
+        overrides.setdefault(module, {})[key] = yaml.safe_load(text) if text else ""
+    return overrides
+
+
+def load_workflow(
+    path: Path, registry: Mapping[str, type[Module]], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Workflow:
+    """Read and validate a workflow; every error names the file, the key and the valid choices."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read workflow: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a workflow is a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    _only_keys(raw, TOP_LEVEL_KEYS, f"{path}")
+    general = raw.get("general") or {}
+    _only_keys(general, GENERAL_KEYS, f"{path}: general")
+    module_settings = raw.get("modules") or {}
+    if not isinstance(module_settings, dict):
+        raise ConfigError(f"{path}: modules must be a mapping of module name to settings")
+    for name in module_settings:
+        _known_module(name, registry, f"{path}: modules")
+    overrides = overrides or {}
+    for name in overrides:
+        _known_module(name, registry, "--set")
+    steps = _steps(path, raw.get("execute"), module_settings, overrides, registry)
+    return Workflow(path, str(general.get("description", "")), str(general.get("version", "")), steps)
+
+
+def _steps(
+    path: Path,
+    execute: Any,
+    module_settings: Mapping[str, Any],
+    overrides: Mapping[str, Mapping[str, Any]],
+    registry: Mapping[str, type[Module]],
+) -> tuple[Step, ...]:
+    if not isinstance(execute, list) or not execute:
+        raise ConfigError(f"{path}: execute must be a non-empty list of module names or {{module: Name, ...}}")
+    unused = set(overrides)
+    steps = []
+    for index, item in enumerate(execute):
+        where = f"{path}: execute[{index}]"
+        own = dict(item) if isinstance(item, dict) else {"module": item}
+        name = own.pop("module", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: a step is a module name or a mapping with a 'module' key")
+        module = _known_module(name, registry, where)
+        merged = {**(module_settings.get(name) or {}), **own, **overrides.get(name, {})}
+        unused.discard(name)
+        label = name if sum(1 for s in steps if s.module is module) == 0 else f"{name}#{index}"
+        steps.append(Step(label, module, build_settings(module, merged, f"{where} ({name})")))
+    if unused:
+        raise ConfigError(f"--set names {', '.join(sorted(unused))}, which this workflow does not execute")
+    return tuple(steps)
+
+
+def _only_keys(mapping: Any, valid: Sequence[str], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    for key in mapping:
+        if key not in valid:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+
+
+def _known_module(name: str, registry: Mapping[str, type[Module]], where: str) -> type[Module]:
+    if name not in registry:
+        raise ConfigError(f"{where}: unknown module {name!r}; valid modules: {', '.join(sorted(registry))}")
+    return registry[name]
