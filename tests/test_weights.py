@@ -264,7 +264,7 @@ def test_archive_without_the_named_model_folder_fails_listing_what_it_holds(serv
     nnunet = NNUNET_V2.replace("3d_fullres", "2d")
     manifest, _ = served_manifest(server, tmp_path, V2_MEMBERS, nnunet=nnunet)
 
-    with pytest.raises(FetchError, match="nnUNetTrainer__nnUNetPlans__2d.*found 0.*3d_fullres"):
+    with pytest.raises(FetchError, match=r"nnUNetTrainer__nnUNetPlans__2d.*found 0.*3d_fullres"):
         fetch(manifest, weights_dir, progress=False)
 
     assert leftovers(weights_dir) == []

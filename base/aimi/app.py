@@ -51,7 +51,8 @@ def run_model(
         "model": {
             "name": model.name,
             "version": model.manifest.version,
-            "workflow": str(chain.path.relative_to(model.path) if chain.path.is_relative_to(model.path) else chain.path),
+            "workflow": str(chain.path.relative_to(model.path)) if chain.path.is_relative_to(model.path)
+            else str(chain.path),
             "weights": {e.id: provenance(weights_dir, model.manifest, e) for e in model.manifest.weights},
         },
         "versions": versions(),

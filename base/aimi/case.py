@@ -57,4 +57,5 @@ class Case:
         try:
             return self.labelmaps[name]
         except KeyError:
-            raise KeyError(f"case {self.id} has no label map {name!r} (it has: {sorted(self.labelmaps) or 'none'})") from None
+            present = ", ".join(sorted(self.labelmaps)) or "none"
+            raise KeyError(f"case {self.id} has no label map {name!r} (it has: {present})") from None

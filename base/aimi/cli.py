@@ -96,7 +96,8 @@ def _models(as_json: bool, weights_dir: Path) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"{row['name']:28} {row['weights']:22} {row['title']}\n{'':28} segments: {', '.join(row['segments'])}")
+            print(f"{row['name']:28} {row['weights']:22} {row['title']}")
+            print(f"{'':28} segments: {', '.join(row['segments'])}")
     return EXIT_OK
 
 
@@ -112,3 +113,7 @@ def _weights(action: str, name: str, weights_dir: Path) -> int:
     if not problems:
         print(f"{name}: weights present and consistent with the manifest ({weights_dir})")
     return 1 if problems else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

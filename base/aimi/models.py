@@ -39,7 +39,8 @@ class ModelFolder:
             return candidate
         path = self.path / "config" / f"{workflow}.yml"
         if not path.is_file():
-            raise ConfigError(f"model {self.name}: no workflow {workflow!r}; valid workflows: {', '.join(self.workflows())}")
+            valid = ", ".join(self.workflows())
+            raise ConfigError(f"model {self.name}: no workflow {workflow!r}; valid workflows: {valid}")
         return path
 
 

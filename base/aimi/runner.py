@@ -57,7 +57,8 @@ def check_chain(workflow: Workflow) -> None:
                 writers = sorted({s.module.__name__ for s in workflow.steps if kind in s.module.writes})
                 hint = f"add one of {', '.join(writers)} before it" if writers else "no module in this chain writes it"
                 raise ConfigError(
-                    f"{workflow.path}: execute[{index}] {step.label} reads {kind!r}, which no earlier step writes; {hint}"
+                    f"{workflow.path}: execute[{index}] {step.label} reads {kind!r}, "
+                    f"which no earlier step writes; {hint}"
                 )
         available.update(step.module.writes)
 

@@ -205,7 +205,8 @@ def test_seg_header_and_segment_codes_are_as_given(written: tuple) -> None:
         assert item.SegmentAlgorithmName == "BAMF-Kidney-CT"
         (algorithm,) = item.SegmentationAlgorithmIdentificationSequence
         assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("BAMF-Kidney-CT", "1.0.0")
-        assert CodedConcept.from_dataset(algorithm.AlgorithmFamilyCodeSequence[0]) == codes.cid7162.ArtificialIntelligence
+        family = CodedConcept.from_dataset(algorithm.AlgorithmFamilyCodeSequence[0])
+        assert family == codes.cid7162.ArtificialIntelligence
     assert code_of(kidney.SegmentedPropertyCategoryCodeSequence[0]) == ("123037004", "SCT", "Anatomical Structure")
     kidney_type = kidney.SegmentedPropertyTypeCodeSequence[0]
     assert code_of(kidney_type) == ("64033007", "SCT", "Kidney")

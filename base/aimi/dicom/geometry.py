@@ -67,7 +67,10 @@ def sort_by_position(datasets: Sequence[Dataset]) -> list[Dataset]:
     normal = slice_normal(datasets[0].ImageOrientationPatient)
     return sorted(
         datasets,
-        key=lambda ds: (float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))), int(ds.get("InstanceNumber") or 0)),
+        key=lambda ds: (
+            float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))),
+            int(ds.get("InstanceNumber") or 0),
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from aimi.context import RunContext
 from aimi.dicom.geometry import GeometryError, series_geometry, sort_by_position
 from aimi.dicom.scan import SeriesFiles, scan
 from aimi.dicom.selection import Rule, first_failure, parse_rules
-from aimi.module import ConfigError, Discovery, SourceModule
+from aimi.module import Discovery, SourceModule
 
 CASE_KINDS = ("series", "study")
 
@@ -34,6 +34,8 @@ class Settings:
             raise ValueError("roles: give at least one role with its selection rules, e.g. {ct: [...]}")
         if self.case == "series" and len(self.roles) != 1:
             raise ValueError(f"roles: a series case has exactly one role, got {', '.join(self.roles)}")
+        rules = {role: parse_rules(raw, f"roles.{role}") for role, raw in self.roles.items()}
+        object.__setattr__(self, "rules", rules)
 
 
 @dataclass
@@ -48,12 +50,7 @@ class DicomImporter(SourceModule):
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
         super().__init__(settings, context)
-        self.rules: dict[str, list[Rule]] = {}
-        for role, raw in settings.roles.items():
-            try:
-                self.rules[role] = parse_rules(raw, f"DicomImporter.roles.{role}")
-            except ConfigError as error:
-                raise ValueError(str(error)) from None
+        self.rules: dict[str, list[Rule]] = settings.rules  # type: ignore[attr-defined]
 
     def discover(self, input_dir: Path) -> Discovery:
         result = scan(input_dir)
@@ -130,7 +127,7 @@ class DicomImporter(SourceModule):
             missing = [role for role in self.rules if role not in chosen]
             for candidate in members:
                 if all(candidate is not c for c in chosen.values()):
-                    candidate.record.update(status="skipped", reason="another series of the study was chosen for its role")
+                    candidate.record.update(status="skipped", reason="another series of the study took its role")
             if missing:
                 seen = ", ".join(f"{c.series.description or '?'} ({c.series.series_uid})" for c in members)
                 failures.append({

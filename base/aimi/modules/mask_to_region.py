@@ -31,7 +31,7 @@ class Settings:
 
 
 def mask_to_region(array: np.ndarray, labels: list[int], region: list[int]) -> np.ndarray:
-    indices, sizes = components(mask_of(array, labels))
+    indices, _ = components(mask_of(array, labels))
     near_region = ndimage.binary_dilation(mask_of(array, region), structure=FULL_CONNECTIVITY)
     inside = np.unique(indices[near_region & (indices > 0)])
     result = array.copy()

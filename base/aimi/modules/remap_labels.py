@@ -51,4 +51,5 @@ class RemapLabels(Module):
             stray = sorted(set(np.unique(array).tolist()) - set(self.settings.mapping) - {0})
             if stray:
                 raise CaseError(f"case {case.id}: label values {stray} have no mapping in RemapLabels.mapping")
-        case.labelmaps[self.settings.output] = from_array(remap(array, self.settings.mapping, self.settings.unmapped), source)
+        remapped = remap(array, self.settings.mapping, self.settings.unmapped)
+        case.labelmaps[self.settings.output] = from_array(remapped, source)

@@ -1,0 +1,34 @@
+# AIMI Model Hub. `make demo` and `make test` set everything up on a fresh machine (Python 3.11, root for apt).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.aimi-setup
+
+.PHONY: setup test demo lint lock clean
+
+setup: $(STAMP)
+
+# One lock (constraints.txt) pins the whole stack; dicom3tools gives the tests dciodvfy.
+$(STAMP): constraints.txt base/pyproject.toml
+	@command -v dciodvfy >/dev/null || (apt-get update -qq && apt-get install -y -qq dicom3tools)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e base pytest ruff
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m aimi.demo --out demo-output
+
+lint: setup
+	$(VENV)/bin/ruff check base tests
+
+# Re-pin after changing dependencies: the frozen versions of a working environment become the lock.
+lock: setup
+	@{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^aimi'; } > constraints.new
+	mv constraints.new constraints.txt
+
+clean:
+	rm -rf demo-output .pytest_cache

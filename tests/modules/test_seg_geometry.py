@@ -1,0 +1,128 @@
+"""Geometry round trip: a label map defined in physical space goes DICOM -> dcm2niix grid -> SEG and comes back
+voxel-exact on the source grid, for every orientation and slice order a scanner produces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from aimi.context import RunContext, RunOptions
+from aimi.dicom.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
+from aimi.models import load_model
+from aimi.modules import registry
+from aimi.modules.dicom_importer import DicomImporter
+from aimi.modules.dseg_converter import DsegConverter
+from aimi.modules.nifti_converter import NiftiConverter
+from aimi.seg.reader import read_seg_masks
+from aimi.seg.writer import write_dataset_atomically
+from aimi.workflow import load_workflow
+from tests.support.validators import dciodvfy_errors
+
+# Asymmetric shapes: any flip, transposition or slice-order error moves at least one of them.
+SHAPES = [
+    Ellipsoid((9.0, -5.0, 3.0), (8.0, 5.0, 7.0), 150.0, 1),
+    Ellipsoid((-7.0, 4.0, -4.0), (4.0, 4.0, 4.0), 60.0, 2),
+    Ellipsoid((1.0, 8.0, 7.0), (3.0, 5.0, 3.0), 0.0, 3),
+]
+SIZE = {"rows": 40, "columns": 36, "slices": 18, "pixel_spacing": (1.1, 0.9), "slice_step": 1.7}
+GRIDS = {
+    "axial": (GridSpec.axial(**SIZE), False),
+    "axial-descending-files": (GridSpec.axial(**SIZE), True),
+    "axial-prone": (GridSpec.centred((-1, 0, 0), (0, -1, 0), centre=(0, 0, 0), **SIZE), False),
+    "axial-decubitus": (GridSpec.centred((0, -1, 0), (1, 0, 0), centre=(0, 0, 0), **SIZE), True),
+    "coronal": (GridSpec.coronal(**SIZE), False),
+    "sagittal": (GridSpec.sagittal(**SIZE), True),
+    "oblique-30-about-x": (GridSpec.oblique(30.0, axis="x", **SIZE), False),
+    "oblique-20-about-y": (GridSpec.oblique(20.0, axis="y", **SIZE), True),
+}
+KIDNEY = load_model("bamf_nnunet_ct_kidney")
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The kidney workflow's own settings, with selection opened to any CT orientation."""
+    chain = load_workflow(KIDNEY.workflow_path("default"), registry())
+    settings = {step.label: step.settings for step in chain.steps}
+    context = RunContext(KIDNEY.name, KIDNEY.path, KIDNEY.manifest, tmp_path_factory.mktemp("w"),
+                         tmp_path_factory.mktemp("out"), RunOptions())
+    importer = DicomImporter(type(settings["DicomImporter"])(roles={"ct": [{"attribute": "Modality", "in": ["CT"]}]}),
+                             context)
+    return {"import": importer, "convert": NiftiConverter(settings["NiftiConverter"], context),
+            "seg": DsegConverter(settings["DsegConverter"], context)}
+
+
+def labels_at_voxel_centres(image: sitk.Image) -> sitk.Image:
+    """The phantom's labels sampled at `image`'s own voxel centres (physical space, no resampling)."""
+    size = image.GetSize()
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in reversed(size)], indexing="ij"), axis=-1)[..., ::-1]
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    points = np.asarray(image.GetOrigin()) + (index * np.asarray(image.GetSpacing())) @ direction.T
+    labels = np.zeros(points.shape[:3], np.uint8)
+    for shape in SHAPES:
+        labels[shape.contains(points.reshape(-1, 3)).reshape(points.shape[:3])] = shape.label
+    result = sitk.GetImageFromArray(labels)
+    result.CopyInformation(image)
+    return result
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_seg_from_converted_grid_equals_phantom_on_source_grid(name: str, modules, tmp_path: Path):
+    grid, descending = GRIDS[name]
+    volume, expected = sample_phantom(grid, SHAPES, -100.0)
+    write_series(volume, grid, tmp_path / "dicom", descending_files=descending, file_names="random")
+    discovery = modules["import"].discover(tmp_path / "dicom")
+    [case] = discovery.cases
+    modules["convert"](case)
+    image = case.images["ct"]
+    case.labelmaps["main"] = labels_at_voxel_centres(image)
+    modules["seg"](case)
+
+    seg_path = tmp_path / "out.seg.dcm"
+    write_dataset_atomically(case.segs["ct"], seg_path)
+    assert dciodvfy_errors(seg_path) == []
+    masks = read_seg_masks(seg_path, case.series["ct"].sop_instance_uids)
+    decoded = np.zeros_like(expected)
+    for value, segment in ((1, "Kidney"), (2, "Tumor"), (3, "Cyst")):
+        decoded[masks[segment]] = value
+    assert (expected > 0).sum() > 500
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_converted_image_keeps_dicom_values_at_the_same_points(modules, tmp_path: Path):
+    grid, _ = GRIDS["oblique-30-about-x"]
+    volume, _ = sample_phantom(grid, SHAPES, -100.0, noise_sd=20.0, rng=np.random.default_rng(1))
+    write_series(volume, grid, tmp_path / "dicom")
+    [case] = modules["import"].discover(tmp_path / "dicom").cases
+    modules["convert"](case)
+    reference = case.series["ct"].geometry.reference_image(sitk.sitkFloat32)
+    on_source = sitk.Resample(case.images["ct"], reference, sitk.Transform(), sitk.sitkNearestNeighbor, -5000.0)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(on_source), np.round(volume), atol=0.5)
+
+
+def test_seg_frames_reference_source_slices_in_position_order(modules, tmp_path: Path):
+    grid, _ = GRIDS["axial-descending-files"]
+    volume, _ = sample_phantom(grid, SHAPES, -100.0)
+    files = write_series(volume, grid, tmp_path / "dicom", descending_files=True)
+    [case] = modules["import"].discover(tmp_path / "dicom").cases
+    modules["convert"](case)
+    case.labelmaps["main"] = labels_at_voxel_centres(case.images["ct"])
+    modules["seg"](case)
+    seg = case.segs["ct"]
+    series = case.series["ct"]
+    assert [Path(p).name for p in series.files] == [p.name for p in files]  # ascending position, not file order
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for frame in seg.PerFrameFunctionalGroupsSequence
+        for derivation in frame.DerivationImageSequence
+        for item in derivation.SourceImageSequence
+    }
+    assert referenced <= set(series.sop_instance_uids)
+    positions = [tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient)
+                 for f in seg.PerFrameFunctionalGroupsSequence]
+    source_positions = {tuple(float(v) for v in h.ImagePositionPatient) for h in series.headers}
+    assert set(positions) <= source_positions
+
+
