@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
@@ -47,6 +48,7 @@ class Case:
     segs: dict[str, Dataset] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+    measurements: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -32,6 +32,7 @@ class CaseResult:
     error: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class CaseResult:
             "error": self.error or None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "outputs": self.outputs,
+            **({"measurements": self.measurements} if self.measurements else {}),
         }
 
 
@@ -99,6 +101,7 @@ class Runner:
                 return self._failed(result, step, f"{type(error).__name__}: {error}", started)
             result.seconds[step.label] = time.perf_counter() - started
         result.outputs = [str(p.relative_to(self.context.output_dir)) for p in case.outputs]
+        result.measurements = case.measurements
         event(log, "case.done", case=case.id, seconds=round(sum(result.seconds.values()), 2))
         return result
 

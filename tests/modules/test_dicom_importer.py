@@ -104,7 +104,7 @@ def test_real_enhanced_multiframe_ct_is_refused(shared_data: Path, tmp_path: Pat
     root.mkdir()
     shutil.copy(shared_data / "enhanced-multiframe-pydicom-data" / "eCT_Supplemental.dcm", root)
     [series] = kidney_importer(tmp_path).discover(root).series
-    assert series["reason"] == "ImageType 'DERIVED\\\\PRIMARY\\\\PERFUSION\\\\RCBF' does not contain 'ORIGINAL'"
+    assert series["reason"] == "ImageType 'DERIVED\\PRIMARY\\PERFUSION\\RCBF' does not contain 'ORIGINAL'"
     context = RunContext(KIDNEY.name, KIDNEY.path, KIDNEY.manifest, tmp_path, tmp_path, RunOptions())
     any_ct = DicomImporter(Settings(roles={"ct": [{"attribute": "Modality", "in": ["CT"]}]}), context)
     discovery = any_ct.discover(root)

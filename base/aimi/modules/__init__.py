@@ -7,9 +7,11 @@ from aimi.module import Module
 
 def registry() -> dict[str, type[Module]]:
     """Module name -> class; imported lazily so that `aimi models` does not pay for torch."""
+    from aimi.modules.component_size_filter import ComponentSizeFilter
     from aimi.modules.data_organizer import DataOrganizer
     from aimi.modules.dicom_importer import DicomImporter
     from aimi.modules.dseg_converter import DsegConverter
+    from aimi.modules.fuse_label_maps import FuseLabelMaps
     from aimi.modules.keep_largest_components import KeepLargestComponents
     from aimi.modules.mask_to_region import MaskToRegion
     from aimi.modules.nifti_converter import NiftiConverter
@@ -23,6 +25,8 @@ def registry() -> dict[str, type[Module]]:
         RemapLabels,
         KeepLargestComponents,
         MaskToRegion,
+        ComponentSizeFilter,
+        FuseLabelMaps,
         DsegConverter,
         DataOrganizer,
     ]

@@ -26,6 +26,9 @@ CASE_KINDS = ("series", "study")
 class Settings:
     case: str = "series"
     roles: dict[str, Any] = field(default_factory=dict)
+    # series cases: keep only the first selected series of each study, ordered by these attributes
+    # (breast: the first post-contrast phase by AcquisitionTime); empty keeps every selected series
+    first_per_study_by: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.case not in CASE_KINDS:
@@ -63,6 +66,8 @@ class DicomImporter(SourceModule):
             if candidate:
                 candidates.append(candidate)
         if self.settings.case == "series":
+            if self.settings.first_per_study_by:
+                candidates = _first_per_study(candidates, self.settings.first_per_study_by)
             cases = [Case(c.series.series_uid, {c.roles[0]: c.series}) for c in candidates]
             return Discovery(cases, records, ignored)
         cases, failures = self._study_cases(candidates, records)
@@ -138,6 +143,35 @@ class DicomImporter(SourceModule):
                 continue
             cases.append(Case(study_uid, {role: chosen[role].series for role in self.rules}))
         return cases, failures
+
+
+def _first_per_study(candidates: list[Candidate], order_by: list[str]) -> list[Candidate]:
+    """The earliest selected series of each study; the others are recorded as skipped, naming the one taken."""
+    def key(candidate: Candidate) -> tuple[Any, ...]:
+        header = candidate.series.headers[0]
+        return (*(_sortable(header.get(attribute)) for attribute in order_by), candidate.series.series_uid)
+
+    by_study: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in candidates:
+        by_study[candidate.series.study_uid].append(candidate)
+    chosen = []
+    for members in by_study.values():
+        first, *later = sorted(members, key=key)
+        chosen.append(first)
+        for candidate in later:
+            candidate.record.update(status="skipped", reason=(
+                f"not the first of its study by {', '.join(order_by)}: series {first.series.series_uid} was taken"))
+    return sorted(chosen, key=lambda c: c.series.series_uid)
+
+
+def _sortable(value: Any) -> tuple[int, float, str]:
+    """Numbers sort numerically, text (times, dates) lexically, and absent values last."""
+    if value is None or value == "":
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _assign_roles(roles: list[str], members: list[Candidate]) -> dict[str, Candidate]:
