@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,20 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def kidney_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights folder holding a tiny, real kidney nnU-Net v2 model (built once per test session)."""
-    weights = tmp_path_factory.mktemp("weights")
-    build_for_model(load_model("bamf_nnunet_ct_kidney"), weights)
+def weights_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`weights_for(model)`: a weights folder with tiny, real nnU-Net v2 models of `model`, built once per session."""
+    root = tmp_path_factory.mktemp("weights")
+    built: set[str] = set()
+
+    def weights(model: str) -> Path:
+        if model not in built:
+            build_for_model(load_model(model), root)
+            built.add(model)
+        return root
+
     return weights
+
+
+@pytest.fixture(scope="session")
+def kidney_weights(weights_for: Callable[[str], Path]) -> Path:
+    return weights_for("bamf_nnunet_ct_kidney")

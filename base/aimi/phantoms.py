@@ -28,28 +28,34 @@ def demo_grid(**overrides: object) -> GridSpec:
 
 
 def phantom_shapes(intensities: Mapping[int, Sequence[float]], centre: Sequence[float] = (0.0, 0.0, 0.0),
-                   channel: int = 0) -> list[Ellipsoid]:
+                   channel: int = 0, *, organ: int | None = None, lesions: Sequence[int] | None = None,
+                   paired: bool = True) -> list[Ellipsoid]:
+    """An organ (by default the lowest foreground label; two of them when `paired`) and lesions on its surface,
+    touching it from outside: exophytic like many renal tumors and cysts, one connected component with it."""
     labels = sorted(v for v in intensities if v != 0)
+    organ = labels[0] if organ is None else organ
+    lesions = [v for v in labels if v != organ] if lesions is None else list(lesions)
     cx, cy, cz = centre
     shapes = []
-    organ = labels[0]
-    for side in (-1, 1):
+    for side in (-1, 1) if paired else (0,):
         centre_of_organ = (cx + side * ORGAN_OFFSET_MM, cy, cz)
         shapes.append(Ellipsoid(centre_of_organ, ORGAN_RADII_MM, intensities[organ][channel], organ))
-    for index, label in enumerate(labels[1:]):
-        side = -1 if index % 2 == 0 else 1
-        shift = 8.0 * (index // 2)
-        shapes.append(Ellipsoid((cx + side * (ORGAN_OFFSET_MM - 6.0), cy + shift, cz + 3.0), (LESION_RADIUS_MM,) * 3,
+    touching = ORGAN_RADII_MM[1] + LESION_RADIUS_MM - 1.0  # 1 mm of overlap: one component
+    for index, label in enumerate(lesions):
+        side = (-1 if index % 2 == 0 else 1) if paired else 0
+        lateral = side * ORGAN_OFFSET_MM if paired else 14.0 * (index - 0.5 * (len(lesions) - 1))
+        shapes.append(Ellipsoid((cx + lateral, cy - touching, cz), (LESION_RADIUS_MM,) * 3,
                                 intensities[label][channel], label))
     return shapes
 
 
 def write_phantom_series(out_dir: Path, intensities: Mapping[int, Sequence[float]], *, grid: GridSpec | None = None,
                          study: StudyInfo | None = None, seed: int = 0, noise_sd: float = 10.0,
+                         organ: int | None = None, lesions: Sequence[int] | None = None, paired: bool = True,
                          **series_options: object) -> tuple[list[Path], np.ndarray]:
-    """One synthetic CT series of the phantom; returns its files and the true label map (source frame order)."""
+    """One synthetic series of the phantom; returns its files and the true label map (source frame order)."""
     grid = grid or demo_grid()
-    shapes = phantom_shapes(intensities)
+    shapes = phantom_shapes(intensities, organ=organ, lesions=lesions, paired=paired)
     volume, labels = sample_phantom(grid, shapes, float(intensities[0][0]), noise_sd=noise_sd,
                                     rng=np.random.default_rng(seed))
     files = write_series(volume, grid, out_dir, study=study, **series_options)  # type: ignore[arg-type]

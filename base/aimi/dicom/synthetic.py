@@ -20,6 +20,7 @@ from typing import Literal
 import highdicom as hd
 import numpy as np
 import pydicom
+import SimpleITK as sitk
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -474,3 +475,19 @@ def corrupt_pixel_data(path: Path) -> None:
     ds = pydicom.dcmread(path)
     ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
     ds.save_as(path, enforce_file_format=True)
+
+
+def grid_from_image(image: sitk.Image) -> tuple[GridSpec, np.ndarray]:
+    """The acquisition grid and (slices, rows, columns) volume of a 3D image (e.g. a NIfTI), so that
+    `write_series` can turn real volumes into DICOM; slices are reordered to ascend along the normal."""
+    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    row, column, through = direction[:, 0], direction[:, 1], direction[:, 2]
+    volume = sitk.GetArrayFromImage(image).astype(np.float32)
+    origin = np.asarray(image.GetOrigin(), float)
+    if np.dot(np.cross(row, column), through) < 0:
+        volume = volume[::-1]
+        origin = origin + (image.GetSize()[2] - 1) * image.GetSpacing()[2] * through
+    grid = GridSpec(rows=image.GetSize()[1], columns=image.GetSize()[0], slices=image.GetSize()[2],
+                    pixel_spacing=(image.GetSpacing()[1], image.GetSpacing()[0]), slice_step=image.GetSpacing()[2],
+                    orientation=(*row, *column), first_position=tuple(origin))
+    return grid, np.ascontiguousarray(volume)

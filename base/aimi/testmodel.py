@@ -1,0 +1,316 @@
+"""Tiny but real nnU-Net v2 model folders, fitted in seconds on a CPU.
+
+They stand in for the Zenodo weights in tests, demos and container tests: the folder has the layout, the
+`dataset.json`, the `plans.json` and the `fold_<k>/checkpoint_final.pth` that nnunetv2's `nnUNetPredictor`
+reads, the network is built by nnunetv2's own `nnUNetTrainer.build_network_architecture`, and it is fitted on
+`synthetic_case` volumes normalised by nnunetv2's own normalisation classes, so a phantom made of the same
+intensities is segmented through the exact inference path of the real models.
+
+Label values: nnU-Net (labels, not regions) predicts the *index* of a label in the sorted list of the
+dataset.json label values. For contiguous labels (0, 1, 2, ...) index and value agree; for BraTS-style
+{0, 1, 2, 4} the predictor returns 0, 1, 2, 3 (3 meaning label 4), exactly as a real model with that
+dataset.json would. The network here is trained on those indices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CONFIGURATION = "3d_fullres"
+TRAINER_NAME = "nnUNetTrainer"
+PLANS_NAME = "nnUNetPlans"
+#: Blob radii in millimetres: large enough for a 4-stage U-Net, small enough that several fit a 64^3 volume.
+BLOB_RADIUS_MM = (10.0, 20.0)
+#: Noise standard deviation as a fraction of the spread of the class intensities in a channel.
+NOISE_FRACTION = 0.05
+SECOND_BLOB_PROBABILITY = 0.5
+N_STAGES = 4
+CONVS_PER_STAGE = 1
+FEATURES_PER_STAGE = (8, 16, 32, 32)
+DEFAULT_STEPS = 150
+BATCH_SIZE = 2
+LEARNING_RATE = 1e-2
+
+
+@dataclass(frozen=True)
+class TestModelSpec:
+    """What a test model must look like from outside: the channels, labels and normalisation of a real model."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+    dataset_name: str
+    channels: dict[str, str]
+    labels: dict[str, int]
+    intensities: dict[int, tuple[float, ...]]
+    spacing: tuple[float, float, float] = (3.0, 2.0, 2.0)
+    patch_size: tuple[int, int, int] = (32, 32, 32)
+    folds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        """Fail at construction, naming the field, rather than with an nnU-Net stack trace later."""
+        if sorted(self.channels) != [str(i) for i in range(len(self.channels))] or not self.channels:
+            raise ValueError(f"channels keys must be '0'..'n-1', got {sorted(self.channels)}")
+        values = sorted(self.labels.values())
+        if self.labels.get("background") != 0 or len(set(values)) != len(values) or values[0] != 0:
+            raise ValueError(f"labels must map 'background' to 0 and have distinct values >= 0, got {self.labels}")
+        if set(self.intensities) != set(values):
+            raise ValueError(f"intensities need one entry per label value {values}, got {sorted(self.intensities)}")
+        bad = [v for v, i in self.intensities.items() if len(i) != len(self.channels)]
+        if bad:
+            raise ValueError(f"intensities of label values {bad} need one value per channel ({len(self.channels)})")
+        divisor = 2 ** (N_STAGES - 1)
+        if any(p % divisor for p in self.patch_size):
+            raise ValueError(f"patch_size {self.patch_size} must be divisible by {divisor} on every axis")
+
+    @property
+    def label_values(self) -> list[int]:
+        """Label values in the order of the network's output channels (nnU-Net sorts them)."""
+        return sorted(self.labels.values())
+
+    def noise_std(self) -> np.ndarray:
+        """Per-channel noise level, so every channel has the same contrast-to-noise ratio."""
+        table = np.array([self.intensities[v] for v in self.label_values], dtype=np.float64)
+        spread = table.max(axis=0) - table.min(axis=0)
+        return np.maximum(spread * NOISE_FRACTION, 1.0)
+
+
+def synthetic_case(spec: TestModelSpec, shape: tuple[int, int, int],
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One or two ellipsoid blobs per foreground label on background at `spec.spacing`: what the model is fitted on.
+
+    Returns (image[c, z, y, x] float32, labels[z, y, x] uint8 holding the spec's label values).
+    """
+    labels = np.zeros(shape, dtype=np.uint8)
+    grid = np.ogrid[tuple(slice(0, s) for s in shape)]
+    foreground = spec.label_values[1:]
+    seconds = [v for v in foreground if rng.random() < SECOND_BLOB_PROBABILITY]
+    for order, value in enumerate(foreground + seconds):  # every label's first blob before any second one
+        mask = _free_ellipsoid(labels, grid, spec.spacing, rng)
+        if mask is None and order < len(foreground):
+            raise ValueError(f"no room for a blob of label {value} in a volume of shape {shape}")
+        if mask is not None:
+            labels[mask] = value
+    table = np.array([spec.intensities[v] for v in spec.label_values], dtype=np.float32)
+    index = np.searchsorted(spec.label_values, labels)
+    noise = rng.standard_normal((len(spec.channels), *shape)).astype(np.float32)
+    image = np.moveaxis(table[index], -1, 0) + noise * spec.noise_std().astype(np.float32)[:, None, None, None]
+    return image.astype(np.float32), labels
+
+
+def _free_ellipsoid(labels: np.ndarray, grid: list[np.ndarray], spacing: tuple[float, float, float],
+                    rng: np.random.Generator, attempts: int = 100) -> np.ndarray | None:
+    """A random ellipsoid inside the volume with a margin to every blob placed so far; None if none fits."""
+    shape = np.array(labels.shape)
+    occupied = labels > 0
+    for attempt in range(attempts):
+        shrink = 1.0 - 0.75 * attempt / attempts  # smaller blobs when the volume is crowded
+        radii = rng.uniform(*BLOB_RADIUS_MM, size=3) / np.array(spacing) * shrink
+        radii = np.clip(radii, 1.5, np.maximum(shape / 6.0, 1.5))
+        centre = rng.uniform(radii + 1, shape - radii - 1)
+        distance = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True))
+        if not occupied[distance <= 1.6].any():
+            return distance <= 1.0
+    return None
+
+
+def build_test_model(spec: TestModelSpec, out: Path, *, steps: int = DEFAULT_STEPS, seed: int = 0) -> Path:
+    """Write a loadable nnU-Net v2 model folder for `spec` under `out` and return it; deterministic for a seed."""
+    out = Path(out)
+    dataset_json = _dataset_json(spec)
+    plans = _plans(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    (out / "plans.json").write_text(json.dumps(plans, indent=2))
+    with _torch_threads(min(len(os.sched_getaffinity(0)), 8)):
+        for fold in spec.folds:
+            network = _fit(spec, plans, dataset_json, steps=steps, seed=seed + fold)
+            _save_checkpoint(out / f"fold_{fold}" / "checkpoint_final.pth", network, plans, dataset_json, fold)
+    return out
+
+
+def _dataset_json(spec: TestModelSpec) -> dict:
+    """The dataset.json nnU-Net v2 writes for a raw dataset with these channels and labels."""
+    return {
+        "name": spec.dataset_name,
+        "channel_names": dict(spec.channels),
+        "labels": dict(spec.labels),
+        "numTraining": 8,
+        "file_ending": ".nii.gz",
+    }
+
+
+def _normalization_scheme(channel_name: str) -> str:
+    """nnU-Net's rule: a channel named CT gets CTNormalization, everything else z-scores."""
+    return "CTNormalization" if channel_name.casefold() == "ct" else "ZScoreNormalization"
+
+
+def _intensity_properties(spec: TestModelSpec, channel: int) -> dict[str, float]:
+    """Intensity statistics in the shape of nnU-Net's fingerprint, over every class of this spec.
+
+    nnU-Net takes them from foreground voxels only; here background is a class of its own that CTNormalization
+    must not clip onto a foreground class (background -100 HU vs cyst 0 HU), so it is included.
+    """
+    noise = float(spec.noise_std()[channel])
+    means = np.array([spec.intensities[v][channel] for v in spec.label_values])
+    return {
+        "mean": float(means.mean()),
+        "median": float(np.median(means)),
+        "std": float(np.sqrt(means.var() + noise**2)),
+        "min": float(means.min() - 5 * noise),
+        "max": float(means.max() + 5 * noise),
+        "percentile_99_5": float(means.max() + 2.6 * noise),
+        "percentile_00_5": float(means.min() - 2.6 * noise),
+    }
+
+
+def _plans(spec: TestModelSpec) -> dict:
+    """A plans.json with one small `3d_fullres` configuration in the exact shape nnunetv2 2.8 reads."""
+    resampling = "resample_data_or_seg_to_shape"
+    median_shape = [2 * p for p in spec.patch_size]
+    configuration = {
+        "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}",
+        "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": BATCH_SIZE,
+        "patch_size": list(spec.patch_size),
+        "median_image_size_in_voxels": median_shape,
+        "spacing": list(spec.spacing),
+        "normalization_schemes": [_normalization_scheme(spec.channels[str(c)]) for c in range(len(spec.channels))],
+        "use_mask_for_norm": [False] * len(spec.channels),
+        "resampling_fn_data": resampling,
+        "resampling_fn_seg": resampling,
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_probabilities": resampling,
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        "architecture": {
+            "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": {
+                "n_stages": N_STAGES,
+                "features_per_stage": list(FEATURES_PER_STAGE),
+                "conv_op": "torch.nn.modules.conv.Conv3d",
+                "kernel_sizes": [[3, 3, 3]] * N_STAGES,
+                "strides": [[1, 1, 1]] + [[2, 2, 2]] * (N_STAGES - 1),
+                "n_conv_per_stage": [CONVS_PER_STAGE] * N_STAGES,
+                "n_conv_per_stage_decoder": [CONVS_PER_STAGE] * (N_STAGES - 1),
+                "conv_bias": True,
+                # No normalisation layer: instance norm makes a patch's features blind to absolute intensity, and
+                # these blobs differ only in intensity (a lone kidney blob and a lone tumor blob look alike).
+                "norm_op": None,
+                "norm_op_kwargs": None,
+                "dropout_op": None,
+                "dropout_op_kwargs": None,
+                "nonlin": "torch.nn.LeakyReLU",
+                "nonlin_kwargs": {"inplace": True},
+            },
+            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+        },
+        "batch_dice": True,
+    }
+    return {
+        "dataset_name": spec.dataset_name,
+        "plans_name": PLANS_NAME,
+        "original_median_spacing_after_transp": list(spec.spacing),
+        "original_median_shape_after_transp": median_shape,
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {CONFIGURATION: configuration},
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            str(c): _intensity_properties(spec, c) for c in range(len(spec.channels))
+        },
+    }
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Use the cores we have for fitting, and leave the caller's torch thread setting as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(spec: TestModelSpec, plans: dict, dataset_json: dict, *, steps: int, seed: int) -> torch.nn.Module:
+    """Build the network the way the predictor will and fit it briefly with nnU-Net's Dice+CE loss."""
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    plans_manager = PlansManager(plans)
+    configuration_manager = plans_manager.get_configuration(CONFIGURATION)
+    network = nnUNetTrainer.build_network_architecture(
+        plans_manager, configuration_manager, len(spec.channels), len(spec.label_values),
+        enable_deep_supervision=False)
+    loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                          weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
+    optimizer = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
+                                                   pct_start=0.15)
+    network.train()
+    for images, targets in _batches(spec, plans, rng, steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss(network(torch.from_numpy(images)), torch.from_numpy(targets)).backward()
+        optimizer.step()
+        schedule.step()
+    return network.eval()
+
+
+def _batches(spec: TestModelSpec, plans: dict, rng: np.random.Generator,
+             steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Random crops of fresh, normalised synthetic cases a little larger than a patch, with label-index targets.
+
+    Small cases put every label into nearly every patch, so each class's Dice term has a target in every batch.
+    """
+    patch = np.array(spec.patch_size)
+    for _ in range(steps):
+        images, targets = [], []
+        for _ in range(BATCH_SIZE):
+            shape = tuple(int(s) for s in rng.integers(patch, patch * 3 // 2 + 1))
+            image, labels = synthetic_case(spec, shape, rng)
+            start = rng.integers(0, np.array(shape) - patch + 1)
+            crop = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch, strict=True))
+            images.append(_normalize_like_nnunet(image, plans)[(slice(None), *crop)])
+            targets.append(np.searchsorted(spec.label_values, labels[crop])[None])
+        yield np.stack(images), np.stack(targets).astype(np.float32)
+
+
+def _normalize_like_nnunet(image: np.ndarray, plans: dict) -> np.ndarray:
+    """Normalise image[c, z, y, x] with the classes and plans nnU-Net's DefaultPreprocessor uses at inference."""
+    from nnunetv2.preprocessing.normalization import default_normalization_schemes as schemes
+
+    configuration = plans["configurations"][CONFIGURATION]
+    properties = plans["foreground_intensity_properties_per_channel"]
+    out = np.empty_like(image, dtype=np.float32)
+    for c in range(image.shape[0]):
+        normalizer = getattr(schemes, configuration["normalization_schemes"][c])(
+            use_mask_for_norm=configuration["use_mask_for_norm"][c], intensityproperties=properties[str(c)])
+        out[c] = normalizer.run(image[c].copy(), None)
+    return out
+
+
+def _save_checkpoint(path: Path, network: torch.nn.Module, plans: dict, dataset_json: dict, fold: int) -> None:
+    """Save the keys nnUNetPredictor reads, in the shape nnUNetTrainer.save_checkpoint writes them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "network_weights": network.state_dict(),
+        "init_args": {"plans": plans, "configuration": CONFIGURATION, "fold": fold, "dataset_json": dataset_json,
+                      "device": torch.device("cpu")},
+        "trainer_name": TRAINER_NAME,
+        "inference_allowed_mirroring_axes": (0, 1, 2),
+    }
+    torch.save(checkpoint, path)

@@ -1,0 +1,111 @@
+"""Liver CT, lung CT, prostate MR and breast MR end to end on tiny real models, and on real CT where we have it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from aimi.dicom.synthetic import GridSpec, StudyInfo, grid_from_image, write_series
+from aimi.phantoms import write_phantom_series
+from tests.support.chains import decoded_labels, dice, exported_labels, run_chain, segment_codes
+from tests.support.validators import dciodvfy_errors
+
+
+@dataclass(frozen=True)
+class Task:
+    model: str
+    segments: dict[int, tuple[str, str, str]]  # MODELS.md: value -> (SegmentLabel, type code, category code)
+    intensities: dict[int, list[float]]  # phantom class -> intensity
+    organ: int
+    lesions: list[int]
+    paired: bool
+    truth: dict[int, int]  # phantom class -> expected output value
+    series: dict[str, object] = field(default_factory=dict)
+    min_dice: tuple[float, float] = (0.9, 0.7)  # organ, lesions: the tiny stand-in models' quality
+
+
+ANATOMY, ALTERED = "123037004", "49755003"
+TASKS = {
+    "liver": Task("bamf_nnunet_ct_liver", {1: ("Liver", "10200004", ANATOMY), 2: ("Tumor", "108369006", ALTERED)},
+                  {0: [-100.0], 8: [140.0], 9: [60.0]}, 8, [9], False, {8: 1, 9: 2}),
+    "lung": Task("bamf_nnunet_ct_lung", {1: ("Lung", "39607008", ANATOMY), 2: ("Nodule", "27925004", ALTERED)},
+                 {0: [40.0], 1: [-850.0], 2: [200.0]}, 1, [2], True, {1: 1, 2: 2}),
+    "prostate": Task("bamf_nnunet_mr_prostate", {1: ("Prostate", "41216001", ANATOMY)},
+                     {0: [120.0], 1: [420.0]}, 1, [], False, {1: 1},
+                     {"modality": "MR", "mr_sequence": "T2", "series_description": "t2_tse_tra"}),
+    "breast": Task("bamf_nnunet_mr_breast",
+                   {1: ("Breast", "76752008", ANATOMY), 2: ("Fibroglandular Tissue", "1342375003", ANATOMY),
+                    3: ("Structural Tumor", "4147007", ALTERED)},
+                   {0: [30.0], 1: [600.0], 2: [250.0], 3: [1000.0]}, 1, [2, 3], True, {1: 1, 2: 2, 3: 3},
+                   {"modality": "MR", "mr_sequence": "T1C", "series_description": "t1_fl3d_tra_dyn_post1"},
+                   min_dice=(0.6, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_model_segments_its_phantom_into_a_valid_seg(name: str, weights_for: Callable[[str], Path], tmp_path: Path):
+    task = TASKS[name]
+    files, truth = write_phantom_series(tmp_path / "in", task.intensities, study=StudyInfo.new(name.upper()),
+                                        organ=task.organ, lesions=task.lesions, paired=task.paired,
+                                        noise_sd=5.0, **task.series)
+    status, report = run_chain(task.model, tmp_path / "in", tmp_path / "out", weights_for(task.model))
+    assert status == 0, report["cases"]
+    [case] = report["cases"]
+    seg_path = tmp_path / "out" / case["id"] / f"{task.model}.seg.dcm"
+    assert dciodvfy_errors(seg_path) == []
+    assert segment_codes(seg_path) == task.segments
+    labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
+    np.testing.assert_array_equal(labels, exported_labels(seg_path))
+    expected = np.zeros_like(truth)
+    for phantom_class, value in task.truth.items():
+        expected[truth == phantom_class] = value
+    for value in task.segments:
+        minimum = task.min_dice[0] if value == task.truth[task.organ] else task.min_dice[1]
+        assert dice(labels == value, expected == value) >= minimum, (name, value)
+
+
+def real_ct_as_dicom(nifti: Path, out: Path, crop: tuple[slice, slice, slice] | None = None) -> list[Path]:
+    """A real NIfTI CT written as a DICOM series (optionally a crop of it), geometry kept."""
+    image = sitk.ReadImage(str(nifti))
+    if crop:
+        image = image[crop]
+    grid, volume = grid_from_image(image)
+    return write_series(volume, grid, out, study=StudyInfo.new("REAL"), series_description="real CT")
+
+
+@pytest.mark.parametrize(("name", "nifti", "crop"), [
+    ("lung", "ct-chest-pyradiomics-nifti/lung1_image.nii.gz", (slice(128, 384), slice(128, 384), slice(None))),
+    ("liver", "ct-mr-abdomen-totalseg-nifti/example_ct_sm.nii.gz", None),
+])
+def test_ct_chain_runs_on_real_anatomy(name: str, nifti: str, crop, shared_data: Path,
+                                        weights_for: Callable[[str], Path], tmp_path: Path):
+    task = TASKS[name]
+    files = real_ct_as_dicom(shared_data / nifti, tmp_path / "in", crop)
+    status, report = run_chain(task.model, tmp_path / "in", tmp_path / "out", weights_for(task.model),
+                               "--step-size", "1.0")
+    assert status == 0, report["cases"]
+    [case] = report["cases"]
+    seg_path = tmp_path / "out" / case["id"] / f"{task.model}.seg.dcm"
+    assert dciodvfy_errors(seg_path) == []
+    labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
+    np.testing.assert_array_equal(labels, exported_labels(seg_path))
+    assert labels.shape == (len(files), *sitk.ReadImage(str(files[0])).GetSize()[1::-1])
+
+
+def test_breast_runs_both_models_once_each(weights_for: Callable[[str], Path], tmp_path: Path):
+    task = TASKS["breast"]
+    for index in range(2):
+        write_phantom_series(tmp_path / "in" / str(index), task.intensities, study=StudyInfo.new(f"B{index}"),
+                             organ=1, lesions=[2, 3], seed=index, grid=GridSpec.axial(
+                                 rows=48, columns=64, slices=20, pixel_spacing=(2.0, 2.0), slice_step=3.0),
+                             **task.series)
+    status, report = run_chain(task.model, tmp_path / "in", tmp_path / "out", weights_for(task.model))
+    assert status == 0
+    assert report["summary"]["cases_done"] == 2
+    runner = report["modules"]["NNUnetRunner"]
+    assert runner["model_loads"] == 2 and sorted(runner["models"]) == ["breast_fgt", "tumor"]
