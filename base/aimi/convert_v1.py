@@ -102,8 +102,11 @@ def read_v1_plans(src: Path) -> dict[str, Any]:
     path = Path(src) / "plans.pkl"
     if not path.is_file():
         raise ConversionError(f"{src} is not an nnU-Net v1 model folder: it has no plans.pkl")
-    with path.open("rb") as f:
-        plans = pickle.load(f)
+    try:
+        with path.open("rb") as f:
+            plans = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+        raise ConversionError(f"{path}: not a readable nnU-Net v1 plans pickle ({err!r})") from err
     if not isinstance(plans, dict) or "plans_per_stage" not in plans:
         raise ConversionError(f"{path}: not an nnU-Net v1 plans file (no plans_per_stage)")
     if len(_stage(plans)["patch_size"]) != 3:

@@ -139,14 +139,20 @@ def _is_current(target: Path, entry: WeightsEntry, v1: bool) -> bool:
 
 
 def _finish_v1(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> Path:
-    """Hook for the v1 -> v2 conversion (`aimi weights convert-v1`, a later issue); until then, say what to run."""
-    folder = model_folder(weights_dir, manifest, entry)
-    if not missing_parts(folder):
+    """Convert fetched v1 weights to the v2 model folder once; it carries the v1 folder's provenance record, so a
+    re-fetched v1 archive (new record) is converted again. A failed conversion says what to run after fixing it."""
+    from aimi.convert_v1 import ConversionError, convert_v1
+
+    folder, source = model_folder(weights_dir, manifest, entry), v1_folder(weights_dir, manifest, entry)
+    if not missing_parts(folder) and _read_provenance(folder) == _read_provenance(source):
         return folder
-    raise WeightsNeedConversion(
-        f"{entry.file} holds nnU-Net v1 weights, now in {v1_folder(weights_dir, manifest, entry)}; "
-        f"convert them to an nnU-Net v2 model folder with `{_convert_command(weights_dir, manifest, entry)}`"
-    )
+    try:
+        return convert_v1(source, folder, replace=True)
+    except ConversionError as err:
+        raise WeightsNeedConversion(
+            f"{entry.file} holds nnU-Net v1 weights, now in {source}, that could not be converted ({err}); "
+            f"convert them to an nnU-Net v2 model folder with `{_convert_command(weights_dir, manifest, entry)}`"
+        ) from err
 
 
 def _download_and_install(entry: WeightsEntry, weights_dir: Path, target: Path, timeout_s: float,
