@@ -1,0 +1,193 @@
+"""`aimi evaluate PREDICTION REFERENCE -o OUT`: AI SEGs against reviewer-corrected SEGs.
+
+Three ways to pair SEGs:
+- two SEG files: one case;
+- two folders (any nesting): SEGs paired by the SeriesInstanceUID they reference; unpaired SEGs are listed in
+  OUT/unpaired.csv (not every AI SEG was reviewed), a folder holding two SEGs of one series is a failed case;
+- `--qa-results qa-results.csv` with the two folders (ai-segmentations-dcm/, qa-segmentations-dcm/): one case
+  per row; AISegmentation / CorrectedSegmentation name a file (relative to the folder or the CSV) or a UID of
+  the SEG (SeriesInstanceUID or SOPInstanceUID), else the row's SeriesInstanceUID is matched to the series a SEG
+  references; a row with a blank CorrectedSegmentation was not corrected and is skipped. Likert answers counted.
+Outputs under OUT: evaluation.csv, summary.csv, summary.md, boxplot-<task>.png, and likert.csv / unpaired.csv.
+Exit codes: 0 every case evaluated, 1 a case failed (named on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from aimi.evaluate import SegmentResult, evaluate_pair
+from aimi.evaluate import report as out
+from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+QA_REQUIRED = ("SeriesInstanceUID", "AISegmentation", "CorrectedSegmentation")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One comparison: a reviewer (reference) SEG and an AI (prediction) SEG."""
+
+    name: str
+    reference: Path
+    prediction: Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="Dice, NSD, HD95 and detection of AI SEGs vs reviewer SEGs")
+    parser.add_argument("prediction", type=Path, help="AI SEG file or folder (e.g. ai-segmentations-dcm/)")
+    parser.add_argument("reference", type=Path, help="reviewer SEG file or folder (e.g. qa-segmentations-dcm/)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the CSVs, table and plots")
+    parser.add_argument("--qa-results", type=Path, help="qa-results.csv pairing the two folders' SEGs")
+    parser.add_argument("--tolerance", action="append", default=[], metavar="SEGMENT=MM",
+                        help="NSD tolerance for one SegmentLabel, over the per-task defaults (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        tolerances = parse_tolerances(args.tolerance)
+        cases, failures, qa_rows = _cases(args.prediction, args.reference, args.qa_results, args.output)
+    except (ValueError, OSError) as error:
+        print(f"aimi evaluate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    results: list[SegmentResult] = []
+    for case in cases:
+        try:
+            results += evaluate_pair(case.reference, case.prediction, case.name, tolerances)
+        except (SegError, OSError) as error:
+            failures.append(f"case {case.name}: {error}")
+    _write_outputs(results, qa_rows, args.output)
+    for failure in failures:
+        print(f"aimi evaluate: {failure}", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def parse_tolerances(values: Iterable[str]) -> dict[str, float]:
+    """'Breast=7' -> {'Breast': 7.0}; a bad entry is a ValueError naming it."""
+    tolerances = {}
+    for value in values:
+        label, sep, mm = value.rpartition("=")
+        try:
+            tolerance = float(mm)
+        except ValueError:
+            tolerance = -1.0
+        if not sep or not label.strip() or tolerance < 0:
+            raise ValueError(f"--tolerance {value!r}: expected SEGMENT=MM with MM >= 0, e.g. Breast=7")
+        tolerances[label.strip()] = tolerance
+    return tolerances
+
+
+def _cases(
+    prediction: Path, reference: Path, qa_results: Path | None, output: Path
+) -> tuple[list[Case], list[str], list[dict[str, str]]]:
+    """The cases to evaluate, the failures found while pairing, and the qa-results rows (for Likert counts)."""
+    output.mkdir(parents=True, exist_ok=True)
+    if qa_results is not None:
+        return (*_qa_cases(prediction, reference, qa_results), _read_qa(qa_results))
+    if prediction.is_file() and reference.is_file():
+        return [Case(prediction.stem, reference, prediction)], [], []
+    if prediction.is_dir() and reference.is_dir():
+        cases, failures = _folder_cases(prediction, reference, output / "unpaired.csv")
+        return cases, failures, []
+    raise ValueError(f"{prediction} and {reference} must be two SEG files or two folders")
+
+
+def _folder_cases(prediction: Path, reference: Path, unpaired_csv: Path) -> tuple[list[Case], list[str]]:
+    predictions, pred_failures = _by_referenced_series(prediction)
+    references, ref_failures = _by_referenced_series(reference)
+    cases = [Case(uid, references[uid], predictions[uid]) for uid in predictions if uid in references]
+    unpaired = [{"folder": "prediction", "file": str(p), "referenced_series": uid}
+                for uid, p in predictions.items() if uid not in references]
+    unpaired += [{"folder": "reference", "file": str(p), "referenced_series": uid}
+                 for uid, p in references.items() if uid not in predictions]
+    out.write_csv(unpaired_csv, ["folder", "file", "referenced_series"], unpaired)
+    return cases, pred_failures + ref_failures
+
+
+def _by_referenced_series(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Referenced SeriesInstanceUID -> SEG file; two SEGs of one series is a failure (which one is meant?)."""
+    found: dict[str, Path] = {}
+    failures = []
+    for path, header in _seg_headers(folder):
+        uid = str(header.ReferencedSeriesSequence[0].SeriesInstanceUID)
+        if uid in found:
+            failures.append(f"series {uid}: two SEGs in {folder}: {found[uid]} and {path}")
+        found[uid] = path
+    return found, failures
+
+
+def _seg_headers(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
+    """Every SEG file under `folder` with its header (pixels not read); other files are ignored."""
+    headers = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError):
+            continue
+        if str(header.get("SOPClassUID", "")) in SEG_SOP_CLASSES and "ReferencedSeriesSequence" in header:
+            headers.append((path, header))
+    return headers
+
+
+def _qa_cases(prediction: Path, reference: Path, qa_results: Path) -> tuple[list[Case], list[str]]:
+    rows = _read_qa(qa_results)
+    pred_index, ref_index = _uid_index(prediction), _uid_index(reference)
+    cases, failures = [], []
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        if not row["CorrectedSegmentation"].strip():
+            continue
+        series = row["SeriesInstanceUID"].strip()
+        ai = _resolve(row["AISegmentation"], series, prediction, qa_results.parent, pred_index)
+        corrected = _resolve(row["CorrectedSegmentation"], series, reference, qa_results.parent, ref_index)
+        if ai is None or corrected is None:
+            missing = "AISegmentation" if ai is None else "CorrectedSegmentation"
+            failures.append(f"{qa_results} line {number}: no SEG found for {missing} of series {series}")
+            continue
+        cases.append(Case(series, corrected, ai))
+    return cases, failures
+
+
+def _read_qa(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        reader = csv.DictReader(stream)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in QA_REQUIRED if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; qa-results.csv needs {list(QA_REQUIRED)}")
+        return [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
+
+
+def _uid_index(folder: Path) -> dict[str, Path]:
+    """A folder's SEGs by their own SOPInstanceUID and SeriesInstanceUID and by the series they reference."""
+    index: dict[str, Path] = {}
+    for path, header in _seg_headers(folder):
+        index.setdefault(str(header.ReferencedSeriesSequence[0].SeriesInstanceUID), path)
+        index[str(header.SeriesInstanceUID)] = path
+        index[str(header.SOPInstanceUID)] = path
+    return index
+
+
+def _resolve(value: str, series: str, folder: Path, csv_dir: Path, index: dict[str, Path]) -> Path | None:
+    """A qa-results cell as a file path, else as a SEG UID, else the SEG that references the row's series."""
+    value = value.strip()
+    for candidate in (folder / value, csv_dir / value):
+        if value and candidate.is_file():
+            return candidate
+    return index.get(value) or index.get(Path(value).stem) or index.get(series)
+
+
+def _write_outputs(results: list[SegmentResult], qa_rows: list[dict[str, str]], output: Path) -> None:
+    out.write_results_csv(results, output / "evaluation.csv")
+    markdown = out.write_summary(out.summarise(results), output / "summary.csv", output / "summary.md")
+    if qa_rows:
+        out.write_likert(out.likert_counts(qa_rows), output / "likert.csv")
+    if results:
+        out.write_boxplots(results, output)
+    print(markdown, end="")

@@ -1,0 +1,158 @@
+"""Evaluation outputs: per-case CSV, the paper's Table 4 (mean ± sd per segment) as CSV and Markdown, reviewers'
+Likert answers counted per segment, and one box-plot PNG per task.
+
+Means and sample standard deviations (ddof 1; NaN for a single case) skip NaN values, so an HD95 that is
+undefined (exactly one mask empty) is left out and `hd95_cases` says over how many cases it was taken. Detection is
+pooled over cases: sensitivity = TP / (TP + FN), precision = TP / (TP + FP).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from aimi.evaluate import SegmentResult
+
+#: qa-results.csv Likert columns: "Was the AI predicted <segment> label accurate?".
+LIKERT_COLUMN = re.compile(r"^\s*Was the AI predicted (?P<segment>.+?) label accurate\?\s*$", re.IGNORECASE)
+SUMMARY_COLUMNS = (
+    "task", "segment", "cases", "dice_mean", "dice_sd", "nsd_mean", "nsd_sd", "tolerance_mm", "hd95_mean_mm",
+    "hd95_sd_mm", "hd95_cases", "true_positives", "false_positives", "false_negatives", "detection_sensitivity",
+    "detection_precision",
+)
+
+
+def write_results_csv(results: Sequence[SegmentResult], path: Path) -> None:
+    """One row per case and segment, in the columns of SegmentResult."""
+    names = [f.name for f in fields(SegmentResult)]
+    write_csv(path, names, [r.as_row() for r in results])
+
+
+def summarise(results: Sequence[SegmentResult]) -> list[dict[str, object]]:
+    """Table 4: one row per (task, segment) in first-seen order."""
+    groups: dict[tuple[str, str], list[SegmentResult]] = {}
+    for result in results:
+        groups.setdefault((result.task, result.segment), []).append(result)
+    return [_summary_row(task, segment, rows) for (task, segment), rows in groups.items()]
+
+
+def write_summary(summary: Sequence[Mapping[str, object]], csv_path: Path, markdown_path: Path) -> str:
+    """Write Table 4 as CSV and Markdown; returns the Markdown."""
+    write_csv(csv_path, list(SUMMARY_COLUMNS), summary)
+    markdown = summary_markdown(summary)
+    markdown_path.write_text(markdown)
+    return markdown
+
+
+def summary_markdown(summary: Sequence[Mapping[str, object]]) -> str:
+    """Table 4 for people: mean ± sd per segment, NSD with its tolerance, pooled detection counts."""
+    lines = ["| task | segment | n | Dice | NSD (tolerance) | HD95 (mm) | detection TP/FP/FN |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        detection = (f"{row['true_positives']}/{row['false_positives']}/{row['false_negatives']}"
+                     if row["true_positives"] != "" else "")
+        lines.append(
+            f"| {row['task']} | {row['segment']} | {row['cases']} | {_pm(row['dice_mean'], row['dice_sd'])} | "
+            f"{_pm(row['nsd_mean'], row['nsd_sd'])} ({row['tolerance_mm']} mm) | "
+            f"{_pm(row['hd95_mean_mm'], row['hd95_sd_mm'], 2)} | {detection} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def likert_counts(rows: Iterable[Mapping[str, str]]) -> list[dict[str, object]]:
+    """Per segment and answer, how many reviewers gave it (blank answers left out), sorted by segment, answer."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        for column, answer in row.items():
+            match = LIKERT_COLUMN.match(column or "")
+            if match and answer and answer.strip():
+                counts[(match["segment"].strip(), answer.strip())] += 1
+    return [{"segment": s, "answer": a, "count": n} for (s, a), n in sorted(counts.items())]
+
+
+def write_likert(counts: Sequence[Mapping[str, object]], path: Path) -> None:
+    write_csv(path, ["segment", "answer", "count"], counts)
+
+
+def write_boxplots(results: Sequence[SegmentResult], out_dir: Path) -> list[Path]:
+    """One PNG per task: Dice, NSD and HD95 box plots with one box per segment."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display on servers and in containers
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for task in dict.fromkeys(r.task for r in results):
+        rows = [r for r in results if r.task == task]
+        segments = list(dict.fromkeys(r.segment for r in rows))
+        figure, axes = plt.subplots(1, 3, figsize=(4 + 1.5 * len(segments) * 3, 4), squeeze=False)
+        for axis, (name, title) in zip(axes[0], (("dice", "Dice"), ("nsd", "NSD"), ("hd95_mm", "HD95 (mm)")),
+                                       strict=True):
+            values = [_finite([getattr(r, name) for r in rows if r.segment == s]) for s in segments]
+            axis.boxplot(values, tick_labels=segments)
+            axis.set_title(f"{task}: {title}")
+        figure.tight_layout()
+        path = out_dir / f"boxplot-{_safe(task)}.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def _summary_row(task: str, segment: str, rows: Sequence[SegmentResult]) -> dict[str, object]:
+    dice_mean, dice_sd = _mean_sd([r.dice for r in rows])
+    nsd_mean, nsd_sd = _mean_sd([r.nsd for r in rows])
+    hd_mean, hd_sd = _mean_sd([r.hd95_mm for r in rows])
+    tolerances = sorted({r.tolerance_mm for r in rows})
+    lesion = [r for r in rows if r.true_positives is not None]
+    tp, fp, fn = (sum(getattr(r, name) for r in lesion) for name in
+                  ("true_positives", "false_positives", "false_negatives"))
+    return {
+        "task": task, "segment": segment, "cases": len(rows), "dice_mean": dice_mean, "dice_sd": dice_sd,
+        "nsd_mean": nsd_mean, "nsd_sd": nsd_sd, "tolerance_mm": "/".join(f"{t:g}" for t in tolerances),
+        "hd95_mean_mm": hd_mean, "hd95_sd_mm": hd_sd, "hd95_cases": len(_finite([r.hd95_mm for r in rows])),
+        "true_positives": tp if lesion else "", "false_positives": fp if lesion else "",
+        "false_negatives": fn if lesion else "",
+        "detection_sensitivity": _ratio(tp, tp + fn) if lesion else "",
+        "detection_precision": _ratio(tp, tp + fp) if lesion else "",
+    }
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    finite = _finite(values)
+    if not finite:
+        return float("nan"), float("nan")
+    sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+    return float(np.mean(finite)), sd
+
+
+def _finite(values: Iterable[float]) -> list[float]:
+    return [float(v) for v in values if np.isfinite(v)]
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def _pm(mean: object, sd: object, digits: int = 3) -> str:
+    mean_f, sd_f = float(mean), float(sd)  # type: ignore[arg-type]
+    if not np.isfinite(mean_f):
+        return "n/a"
+    return f"{mean_f:.{digits}f} ± {sd_f:.{digits}f}" if np.isfinite(sd_f) else f"{mean_f:.{digits}f}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "unknown"
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,228 @@
+"""aimi evaluate on SEG files: the project's own SEGs on one or two grids, real SEGs from dcmqi and highdicom,
+the three CLI modes, and an AI SEG from the kidney chain against the phantom's truth."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import yaml
+
+from aimi.cli import main as aimi_main
+from aimi.dicom.synthetic import GridSpec, StudyInfo, write_series
+from aimi.evaluate import evaluate_pair, metrics
+from aimi.evaluate import report as out
+from aimi.evaluate.cli import add_parser, parse_tolerances, run
+from aimi.models import load_model
+from aimi.phantoms import write_phantom_series
+from aimi.seg.reader import read_seg_masks
+from aimi.seg.segments import SegmentSpec, parse_segments
+from aimi.seg.writer import SegHeader, build_seg
+from aimi.testmodel_cli import spec_for
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+REAL_SEGS = ["dcmqi/liver.dcm", "highdicom/seg_image_ct_binary.dcm", "dcmqi/partial_overlaps.dcm"]
+
+
+def kidney_segments() -> list[SegmentSpec]:
+    """The kidney model's segment table (MODELS.md), from its workflow YAML."""
+    workflow = yaml.safe_load(load_model("bamf_nnunet_ct_kidney").workflow_path("default").read_text())
+    return parse_segments(workflow["modules"]["DsegConverter"]["segments"], "kidney segments")
+
+
+def write_seg(labels: np.ndarray, files: list[Path], segments: list[SegmentSpec], path: Path) -> Path:
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    header = SegHeader("AIMI Kidney Segmentation", 100, "KIDNEY", "BAMF-Kidney-CT", "test")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_seg(labels, sources, segments, header).save_as(path, enforce_file_format=True)
+    return path
+
+
+def series(tmp: Path, grid: GridSpec, study: StudyInfo, frame_uid: str) -> list[Path]:
+    volume = np.zeros((grid.slices, grid.rows, grid.columns))
+    return write_series(volume, grid, tmp, study=study, frame_of_reference_uid=frame_uid)
+
+
+@pytest.fixture(scope="module")
+def two_grids(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Reviewer SEG on a 1 mm grid, AI SEG on a 2 mm grid (segments renumbered and relabelled): one box each,
+    drawn so that every 2 mm voxel holds exactly 2x2x2 of the 1 mm voxel centres."""
+    tmp = tmp_path_factory.mktemp("grids")
+    study, frame_uid = StudyInfo.new("GRID"), pydicom.uid.generate_uid()
+    fine = GridSpec(24, 24, 16, (1.0, 1.0), 1.0, AXIAL, (0.0, 0.0, 0.0))
+    coarse = GridSpec(12, 12, 8, (2.0, 2.0), 2.0, AXIAL, (0.5, 0.5, 0.5))
+    kidney, tumor, cyst = kidney_segments()
+    reference = np.zeros((16, 24, 24), np.uint8)
+    reference[4:12, 4:12, 4:12] = 1
+    reference[6:8, 6:8, 6:8] = 2
+    prediction = np.zeros((8, 12, 12), np.uint8)
+    prediction[2:6, 2:6, 2:6] = 2
+    prediction[3, 3, 3] = 1
+    renamed = [SegmentSpec(1, "Mass", tumor.category, tumor.type, region=tumor.region),
+               SegmentSpec(2, "Kidneys", kidney.category, kidney.type, kidney.modifier), cyst]
+    return (write_seg(reference, series(tmp / "fine", fine, study, frame_uid), [kidney, tumor, cyst],
+                      tmp / "qa" / "reviewer.dcm"),
+            write_seg(prediction, series(tmp / "coarse", coarse, study, frame_uid), renamed, tmp / "ai" / "ai.dcm"))
+
+
+@pytest.fixture(scope="module")
+def one_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """Reviewer and AI SEG of one anisotropic series; the AI's kidney is 2 slices off and it has no Cyst segment."""
+    tmp = tmp_path_factory.mktemp("same")
+    grid = GridSpec.axial(rows=20, columns=24, slices=12, pixel_spacing=(0.7, 0.9), slice_step=2.5)
+    files = series(tmp / "ct", grid, StudyInfo.new("SAME"), pydicom.uid.generate_uid())
+    reference = np.zeros((12, 20, 24), np.uint8)
+    reference[2:9, 4:14, 5:17] = 1
+    reference[4:6, 6:8, 6:9] = 2
+    reference[7, 10:12, 12:14] = 3
+    prediction = np.zeros_like(reference)
+    prediction[4:11, 4:14, 5:17] = 1
+    prediction[4:6, 6:8, 6:9] = 2
+    segments = kidney_segments()
+    return (write_seg(reference, files, segments, tmp / "qa" / "reviewer.dcm"),
+            write_seg(prediction, files, segments[:2], tmp / "ai" / "ai.dcm"), reference, prediction)
+
+
+def by_segment(results) -> dict:
+    return {r.segment: r for r in results}
+
+
+def test_segs_on_different_grids_are_compared_in_physical_space(two_grids: tuple[Path, Path]) -> None:
+    reviewer, ai = two_grids
+    results = by_segment(evaluate_pair(reviewer, ai, "grids"))
+
+    assert set(results) == {"Kidney", "Tumor", "Cyst"}  # matched by codes, despite other labels and numbers
+    for name in ("Kidney", "Tumor"):
+        assert (results[name].dice, results[name].nsd, results[name].hd95_mm) == (1.0, 1.0, 0.0), name
+    assert results["Kidney"].reference_voxels == 8**3 - 2**3
+    assert (results["Tumor"].true_positives, results["Tumor"].false_positives) == (1, 0)
+    assert results["Kidney"].true_positives is None  # organs are not lesions
+    assert (results["Cyst"].status, results["Cyst"].dice, results["Cyst"].hd95_mm) == ("ok", 1.0, 0.0)  # both empty
+
+
+def test_segs_on_one_grid_give_the_metrics_of_their_label_maps(one_grid) -> None:
+    reviewer, ai, reference, prediction = one_grid
+    results = by_segment(evaluate_pair(reviewer, ai, "same", tolerances={"kidney": 3.0}))
+    spacing = (2.5, 0.7, 0.9)
+    kidney_distances = metrics.surface_distances(reference == 1, prediction == 1, spacing)
+
+    assert results["Kidney"].dice == metrics.dice(reference == 1, prediction == 1) == 2 * 584 / (824 + 828)
+    assert results["Kidney"].hd95_mm == pytest.approx(metrics.hd95(kidney_distances), abs=1e-9)
+    assert results["Kidney"].nsd == pytest.approx(metrics.nsd(kidney_distances, 3.0), abs=1e-12)
+    assert results["Kidney"].tolerance_mm == 3.0 and results["Tumor"].tolerance_mm == 2.0
+    assert results["Tumor"].dice == 1.0
+    cyst = results["Cyst"]
+    assert (cyst.status, cyst.dice, cyst.nsd, cyst.false_negatives) == ("missing in prediction", 0.0, 0.0, 1)
+    assert math.isnan(cyst.hd95_mm)
+
+
+@pytest.mark.parametrize("name", REAL_SEGS)
+def test_a_real_seg_against_itself_is_perfect(shared_data: Path, name: str) -> None:
+    path = shared_data / "seg-real-examples" / name
+    results = evaluate_pair(path, path, name)
+    assert results and all((r.dice, r.nsd, r.hd95_mm, r.status) == (1.0, 1.0, 0.0, "ok") for r in results)
+    assert all(r.reference_voxels > 0 for r in results)
+
+
+def test_tolerances_parse_and_refuse_bad_entries() -> None:
+    assert parse_tolerances(["Breast=7", "Fibroglandular Tissue=2.5"]) == {"Breast": 7.0,
+                                                                         "Fibroglandular Tissue": 2.5}
+    for bad in ("7", "Breast=", "Breast=-1", "=3"):
+        with pytest.raises(ValueError, match="SEGMENT=MM"):
+            parse_tolerances([bad])
+
+
+def evaluate_cli(*argv: str) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["evaluate", *argv]))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_cli_pairs_folders_by_referenced_series_and_writes_every_output(one_grid, two_grids, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The two-grid SEGs reference different series, so folder mode leaves them unpaired."""
+    ai_dir, qa_dir = tmp_path / "ai-segmentations-dcm", tmp_path / "qa-segmentations-dcm"
+    for index, (reviewer, ai) in enumerate((one_grid[:2], two_grids)):
+        (ai_dir / "nested" / str(index)).mkdir(parents=True)
+        qa_dir.mkdir(exist_ok=True)
+        (qa_dir / f"{index}.dcm").write_bytes(reviewer.read_bytes())
+        (ai_dir / "nested" / str(index) / "seg.dcm").write_bytes(ai.read_bytes())
+    (qa_dir / "notes.txt").write_text("not DICOM")
+
+    assert evaluate_cli(str(ai_dir), str(qa_dir), "-o", str(tmp_path / "out")) == 0
+    rows = read_csv(tmp_path / "out" / "evaluation.csv")
+    assert [(r["segment"], r["status"]) for r in rows] == [
+        ("Kidney", "ok"), ("Tumor", "ok"), ("Cyst", "missing in prediction")]
+    assert {r["task"] for r in rows} == {"kidney"}
+    summary = {r["segment"]: r for r in read_csv(tmp_path / "out" / "summary.csv")}
+    assert float(summary["Kidney"]["dice_mean"]) == pytest.approx(2 * 584 / (824 + 828))
+    assert summary["Tumor"]["detection_sensitivity"] == "1.0"
+    assert summary["Cyst"]["hd95_cases"] == "0"  # the missing-in-prediction NaN is left out
+    assert (tmp_path / "out" / "boxplot-kidney.png").read_bytes()[:4] == b"\x89PNG"
+    unpaired = read_csv(tmp_path / "out" / "unpaired.csv")
+    assert sorted((r["folder"], Path(r["file"]).name) for r in unpaired) == [("prediction", "seg.dcm"),
+                                                                             ("reference", "1.dcm")]
+    assert "| kidney | Kidney | 1 | 0.707 | 0.606 (2 mm) | 5.00 |  |" in capsys.readouterr().out
+
+
+def test_cli_follows_qa_results_and_counts_likert_answers(one_grid, two_grids, tmp_path: Path) -> None:
+    ai_dir, qa_dir = tmp_path / "ai-segmentations-dcm", tmp_path / "qa-segmentations-dcm"
+    ai_dir.mkdir()
+    qa_dir.mkdir()
+    names = []
+    for index, (reviewer, ai) in enumerate((one_grid[:2], two_grids)):
+        (qa_dir / f"case{index}.dcm").write_bytes(reviewer.read_bytes())
+        (ai_dir / f"case{index}.dcm").write_bytes(ai.read_bytes())
+        names.append(str(pydicom.dcmread(ai, stop_before_pixels=True).ReferencedSeriesSequence[0].SeriesInstanceUID))
+    kidney_q, tumor_q = "Was the AI predicted Kidney label accurate?", "Was the AI predicted Tumor label accurate?"
+    rows = [
+        {"SeriesInstanceUID": names[0], "AISegmentation": "case0.dcm", "CorrectedSegmentation": "case0.dcm",
+         kidney_q: "4 - Agree", tumor_q: "5 - Strongly Agree"},
+        {"SeriesInstanceUID": names[1], "AISegmentation": "", "CorrectedSegmentation": "qa-segmentations-dcm/case1.dcm",
+         kidney_q: "4 - Agree", tumor_q: ""},
+        {"SeriesInstanceUID": "1.2.3", "AISegmentation": "", "CorrectedSegmentation": "", kidney_q: "2 - Disagree"},
+    ]
+    qa_csv = tmp_path / "qa-results.csv"
+    out.write_csv(qa_csv, ["Collection", "PatientID", "SeriesInstanceUID", "Validation", "AISegmentation",
+                           "CorrectedSegmentation", kidney_q, tumor_q, "comments"], rows)
+
+    assert evaluate_cli(str(ai_dir), str(qa_dir), "--qa-results", str(qa_csv), "-o", str(tmp_path / "out")) == 0
+    assert {r["case"] for r in read_csv(tmp_path / "out" / "evaluation.csv")} == set(names)
+    likert = {(r["segment"], r["answer"]): int(r["count"]) for r in read_csv(tmp_path / "out" / "likert.csv")}
+    assert likert == {("Kidney", "4 - Agree"): 2, ("Kidney", "2 - Disagree"): 1, ("Tumor", "5 - Strongly Agree"): 1}
+
+    rows[2]["CorrectedSegmentation"] = "missing.dcm"
+    out.write_csv(qa_csv, list(rows[0]), rows)
+    assert evaluate_cli(str(ai_dir), str(qa_dir), "--qa-results", str(qa_csv), "-o", str(tmp_path / "out2")) == 1
+    assert evaluate_cli(str(ai_dir), str(qa_csv), "-o", str(tmp_path / "out3")) == 2  # a folder and a file
+
+
+@pytest.mark.slow
+def test_ai_seg_from_the_kidney_chain_against_the_phantom_truth(kidney_weights: Path, tmp_path: Path) -> None:
+    intensities = spec_for(load_model("bamf_nnunet_ct_kidney"), "kidney").intensities
+    files, truth = write_phantom_series(tmp_path / "in", intensities, study=StudyInfo.new("CHAIN"))
+    assert aimi_main(["run", "bamf_nnunet_ct_kidney", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                      "--weights", str(kidney_weights), "--no-tta"]) == 0
+    ai_seg = next((tmp_path / "out").rglob("*.seg.dcm"))
+    truth_seg = write_seg(truth, files, kidney_segments(), tmp_path / "truth.dcm")
+
+    results = by_segment(evaluate_pair(truth_seg, ai_seg, "chain"))
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    decoded = read_seg_masks(ai_seg, uids)
+    for value, name in enumerate(("Kidney", "Tumor", "Cyst"), start=1):
+        assert results[name].dice == pytest.approx(metrics.dice(truth == value, decoded[name]), abs=1e-12)
+    assert results["Kidney"].dice >= 0.9 and results["Kidney"].hd95_mm < 6.0
+    found = results["Tumor"]
+    assert (found.true_positives, found.false_positives, found.false_negatives) == tuple(
+        vars(metrics.detection(truth == 2, decoded["Tumor"])).values())
