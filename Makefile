@@ -13,7 +13,8 @@ setup: $(STAMP)
 $(STAMP): constraints.txt base/pyproject.toml
 	@command -v dciodvfy >/dev/null || (apt-get update -qq && apt-get install -y -qq dicom3tools)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e base pytest ruff
+	$(PY) -m pip install -q -c constraints.txt -e 'base[test]'
+	bash tests/support/v1_env.sh >/dev/null  # nnunet 1.7.1 reference env for the v1 conversion tests (outside the repo)
 	touch $@
 
 test: setup

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aimi.app import EXIT_OK, EXIT_USAGE, run_model
 from aimi.context import RunOptions
+from aimi.evaluate.cli import add_parser as add_evaluate_parser
+from aimi.evaluate.cli import run as run_evaluate
 from aimi.log import configure
 from aimi.models import available_models, load_model
 from aimi.module import ConfigError
@@ -38,14 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.add_argument("--weights", type=Path)
 
-    weights = commands.add_parser("weights", help="download or check model weights")
-    weights.add_argument("action", choices=("fetch", "verify"))
-    weights.add_argument("model")
-    weights.add_argument("--weights", type=Path)
+    weights = commands.add_parser("weights", help="download, check or convert model weights")
+    actions = weights.add_subparsers(dest="action", required=True)
+    for action, text in (("fetch", "download from Zenodo, verify sha256, unpack (and convert v1)"),
+                         ("verify", "check the weights against the manifest")):
+        parser_for = actions.add_parser(action, help=text)
+        parser_for.add_argument("model")
+        parser_for.add_argument("--weights", type=Path)
+    convert = actions.add_parser("convert-v1", help="nnU-Net v1 model folder -> nnU-Net v2 model folder")
+    convert.add_argument("src", type=Path, help="v1 folder holding plans.pkl and fold_k/")
+    convert.add_argument("dst", type=Path, help="v2 model folder to write")
+    convert.add_argument("--force", action="store_true", help="replace DST if it exists")
 
     testmodel = commands.add_parser("testmodel", help="build a tiny real nnU-Net v2 model with MODEL's channels/labels")
     testmodel.add_argument("model")
     testmodel.add_argument("out", type=Path, help="a weights folder: the model lands in OUT/<model>/<weights id>/")
+
+    add_evaluate_parser(commands)
     return parser
 
 
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "evaluate":
+        return run_evaluate(args)
     weights_dir = getattr(args, "weights", None) or default_weights_dir()
     if args.command == "run":
         options = RunOptions(args.device, args.folds, args.tta, args.step_size, args.keep_empty_frames, args.fail_fast)
@@ -70,6 +83,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                          options=options, assignments=args.assignments)
     if args.command == "models":
         return _models(args.json, weights_dir)
+    if args.command == "weights" and args.action == "convert-v1":
+        return _convert(args.src, args.dst, args.force)
     if args.command == "weights":
         return _weights(args.action, args.model, weights_dir)
     from aimi.testmodel_cli import build_for_model
@@ -98,6 +113,16 @@ def _models(as_json: bool, weights_dir: Path) -> int:
         for row in rows:
             print(f"{row['name']:28} {row['weights']:22} {row['title']}")
             print(f"{'':28} segments: {', '.join(row['segments'])}")
+    return EXIT_OK
+
+
+def _convert(src: Path, dst: Path, force: bool) -> int:
+    from aimi.convert_v1 import ConversionError, convert_v1
+
+    try:
+        print(convert_v1(src, dst, replace=force))
+    except (ConversionError, FileExistsError) as error:
+        raise ConfigError(str(error)) from None
     return EXIT_OK
 
 
