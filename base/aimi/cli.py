@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from aimi.app import EXIT_OK, EXIT_USAGE, run_model
+from aimi.batch.cli import add_parser as add_batch_parser
+from aimi.batch.cli import run as run_batch
 from aimi.context import RunOptions
 from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     testmodel.add_argument("out", type=Path, help="a weights folder: the model lands in OUT/<model>/<weights id>/")
 
     add_evaluate_parser(commands)
+    add_batch_parser(commands)
     return parser
 
 
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         return run_evaluate(args)
+    if args.command == "batch":
+        return run_batch(args)
     weights_dir = getattr(args, "weights", None) or default_weights_dir()
     if args.command == "run":
         options = RunOptions(args.device, args.folds, args.tta, args.step_size, args.keep_empty_frames, args.fail_fast)

@@ -1,0 +1,197 @@
+"""The batch loop: one Runner (modules and model weights built once) over every series still to do in the ledger.
+
+Per series: fetched into scratch (by the prefetcher, one series ahead), discovered and run through the chain,
+its state committed to the ledger, its scratch copy deleted. `batch-report.json` is rewritten atomically at the end.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from aimi.batch.ledger import Entry, Ledger
+from aimi.batch.prefetch import Fetched, Prefetcher
+from aimi.batch.sources import Source
+from aimi.context import RunContext, RunOptions
+from aimi.log import event
+from aimi.models import load_model
+from aimi.module import ConfigError
+from aimi.modules import registry
+from aimi.report import now, versions, write_report
+from aimi.runner import Runner
+from aimi.weights import provenance
+from aimi.workflow import load_workflow, parse_overrides
+
+log = logging.getLogger("aimi.batch")
+
+LEDGER_NAME = "ledger.sqlite"
+REPORT_NAME = "batch-report.json"
+LOCK_NAME = ".aimi-batch.lock"
+SCRATCH_NAME = ".scratch"
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    model: str
+    output_dir: Path
+    weights_dir: Path
+    options: RunOptions
+    workflow: str = "default"
+    assignments: list[str] = field(default_factory=list)
+    retries: int = 1
+    max_scratch_bytes: int = 20 << 30
+    scratch_dir: Path | None = None
+
+    @property
+    def scratch(self) -> Path:
+        return self.scratch_dir or self.output_dir / SCRATCH_NAME
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    module: str = ""
+    reason: str = ""
+    outputs: tuple[str, ...] = ()
+
+
+def run_batch(uids: list[str], source: Source, settings: BatchSettings) -> int:
+    """Segment every series of `uids` not yet done; exit 1 when any series of the manifest ends failed."""
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(settings.output_dir), Ledger(settings.output_dir / LEDGER_NAME) as ledger:
+        started = now()
+        ledger.add(uids)
+        _remove_partials(settings.output_dir)
+        requeued = ledger.recover(settings.output_dir)
+        todo = ledger.todo(uids, settings.retries)
+        event(log, "batch.start", series=len(uids), todo=len(todo), requeued=len(requeued))
+        runner = _build_runner(settings) if todo else None
+        stats = _process(ledger, runner, todo, source, settings, len(uids)) if runner else {"series": 0, "seconds": 0.0}
+        entries = ledger.entries(uids)
+    report = _report(settings, entries, started, stats, runner)
+    write_report(settings.output_dir / REPORT_NAME, report)
+    _print_summary(report)
+    return EXIT_FAILED if report["summary"]["failed"] else EXIT_OK
+
+
+@contextmanager
+def _exclusive(output_dir: Path) -> Iterator[None]:
+    """One batch per output folder; the lock dies with its process, even under kill -9."""
+    with open(output_dir / LOCK_NAME, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another aimi batch is writing to {output_dir}; wait for it or use another -o") from None
+        yield
+
+
+def _remove_partials(output_dir: Path) -> None:
+    """Temporary files a killed run left behind (outputs are renamed into place only when complete)."""
+    for pattern in (".*.partial*", "*/.*.partial*"):
+        for path in output_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def _build_runner(settings: BatchSettings) -> Runner:
+    model = load_model(settings.model)
+    chain = load_workflow(model.workflow_path(settings.workflow), registry(), parse_overrides(settings.assignments))
+    context = RunContext(model.name, model.path, model.manifest, settings.weights_dir, settings.output_dir,
+                         settings.options)
+    return Runner(chain, context)
+
+
+def _process(ledger: Ledger, runner: Runner, todo: list[str], source: Source, settings: BatchSettings,
+             total: int) -> dict[str, Any]:
+    shutil.rmtree(settings.scratch, ignore_errors=True)
+    finished = total - len(todo)
+    progress = tqdm(total=total, initial=finished, unit="series", desc="batch", disable=None)
+    clock = time.perf_counter()
+    count = 0
+    with progress, Prefetcher(source, todo, settings.scratch, max_bytes=settings.max_scratch_bytes) as prefetcher:
+        for item in prefetcher:
+            ledger.start(item.uid)
+            began = time.perf_counter()
+            outcome = _segment(runner, item)
+            ledger.finish(item.uid, outcome.state, module=outcome.module, reason=outcome.reason,
+                          outputs=outcome.outputs, seconds=time.perf_counter() - began)
+            prefetcher.release(item)
+            count += 1
+            _advance(progress, count, len(todo), time.perf_counter() - clock, item.uid, outcome.state)
+    shutil.rmtree(settings.scratch, ignore_errors=True)
+    return {"series": count, "seconds": time.perf_counter() - clock}
+
+
+def _segment(runner: Runner, item: Fetched) -> Outcome:
+    """One series through the chain; every failure becomes an outcome with the module and the reason."""
+    if item.folder is None:
+        return Outcome("failed", "fetch", item.error)
+    try:
+        discovery = runner.source.discover(item.folder)
+    except Exception as error:  # an unreadable download fails this series, not the batch
+        return Outcome("failed", "DicomImporter", f"{type(error).__name__}: {error}")
+    cases = [case for case in discovery.cases if item.uid in {s.series_uid for s in case.series.values()}]
+    if not cases:
+        reasons = [f"{s['status']}: {s['reason']}" for s in discovery.series if s.get("reason")]
+        reasons += [str(f.get("error", "")) for f in discovery.failures]
+        return Outcome("skipped", "DicomImporter", "; ".join(reasons) or "no series of the model's inputs found")
+    results = [runner.run_case(case) for case in cases]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        return Outcome("failed", failed[0].module, failed[0].error)
+    return Outcome("done", outputs=tuple(p for r in results for p in r.outputs))
+
+
+def _advance(progress: tqdm, count: int, todo: int, seconds: float, uid: str, state: str) -> None:
+    """Progress bar and a log line per series: series/hour of this run and the time left for the rest."""
+    per_hour = 3600.0 * count / seconds if seconds > 0 else 0.0
+    eta_min = (todo - count) * seconds / count / 60.0
+    progress.set_postfix(series_per_h=f"{per_hour:.0f}", refresh=False)
+    progress.update(1)
+    event(log, "batch.series", series=uid, state=state, progress=f"{count}/{todo}",
+          series_per_hour=f"{per_hour:.1f}", eta_min=f"{eta_min:.1f}")
+
+
+def _report(settings: BatchSettings, entries: list[Entry], started: str, stats: dict[str, Any],
+            runner: Runner | None) -> dict[str, Any]:
+    model = load_model(settings.model)
+    states = [e.state for e in entries]
+    seconds = stats["seconds"]
+    return {
+        "model": {"name": model.name, "version": model.manifest.version, "workflow": settings.workflow,
+                  "weights": {e.id: provenance(settings.weights_dir, model.manifest, e)
+                              for e in model.manifest.weights}},
+        "versions": versions(),
+        "options": asdict(settings.options),
+        "started": started,
+        "finished": now(),
+        "summary": {
+            "series": len(entries), **{state: states.count(state) for state in ("done", "failed", "skipped")},
+            "pending": states.count("pending") + states.count("running"),
+            "this_run": {"series": stats["series"], "seconds": round(seconds, 1),
+                         "series_per_hour": round(3600.0 * stats["series"] / seconds, 1) if seconds else None},
+        },
+        "modules": runner.module_stats() if runner else {},
+        "series": [e.as_dict() for e in entries],
+    }
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    summary = report["summary"]
+    run = summary["this_run"]
+    rate = f", {run['series_per_hour']} series/hour" if run["series_per_hour"] else ""
+    print(f"aimi batch: {summary['series']} series: {summary['done']} done, {summary['failed']} failed, "
+          f"{summary['skipped']} skipped, {summary['pending']} pending (this run: {run['series']} in "
+          f"{run['seconds']} s{rate})")
+    for entry in report["series"]:
+        if entry["state"] in ("failed", "skipped"):
+            print(f"  {entry['state']}: {entry['series_uid']} [{entry['failed_module']}] {entry['reason']}")
