@@ -58,5 +58,7 @@ def write_phantom_series(out_dir: Path, intensities: Mapping[int, Sequence[float
     shapes = phantom_shapes(intensities, organ=organ, lesions=lesions, paired=paired)
     volume, labels = sample_phantom(grid, shapes, float(intensities[0][0]), noise_sd=noise_sd,
                                     rng=np.random.default_rng(seed))
+    if series_options.get("modality") == "MR":
+        volume = np.clip(volume, 0.0, None)  # MR signal is a magnitude
     files = write_series(volume, grid, out_dir, study=study, **series_options)  # type: ignore[arg-type]
     return files, labels

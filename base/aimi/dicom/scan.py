@@ -52,7 +52,14 @@ def scan(root: Path) -> ScanResult:
 
 
 def _files(root: Path) -> Iterator[Path]:
-    for folder, dirs, names in os.walk(root):
+    """Every file below `root`, following linked folders (each real folder once, so link cycles end)."""
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
         dirs.sort()
         for name in sorted(names):
             yield Path(folder) / name
