@@ -10,6 +10,7 @@ from PIL import Image
 
 from aimi.dicom.geometry import SeriesGeometry
 
+MIN_SIDE = 256
 COLOURS = np.array(
     [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180]],
     dtype=np.float32,
@@ -26,7 +27,9 @@ def overlay_png(image: sitk.Image, labels: np.ndarray, geometry: SeriesGeometry,
     label = labels[frame]
     colour = COLOURS[np.minimum(label, len(COLOURS) - 1)]
     rgb = np.where(label[..., None] > 0, 0.55 * rgb + 0.45 * colour, rgb)
-    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(path, format="PNG")
+    picture = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    scale = max(1, -(-MIN_SIDE // min(picture.size)))  # small grids are enlarged, pixel edges kept sharp
+    picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).save(path, format="PNG")
 
 
 def _window(pixels: np.ndarray, modality: str) -> np.ndarray:
