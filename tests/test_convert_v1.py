@@ -244,20 +244,27 @@ def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_kidney_chain_runs_on_a_converted_v1_model(converted, tmp_path):
+@pytest.mark.parametrize(("model", "weights_id", "task", "series"), [
+    ("bamf_nnunet_ct_kidney", "kidney", CT, {}),
+    ("bamf_nnunet_mr_prostate", "prostate", MR,
+     {"modality": "MR", "mr_sequence": "T2", "series_description": "t2_tse_tra", "paired": False}),
+])
+def test_chain_runs_on_a_converted_v1_model(converted, tmp_path, model, weights_id, task, series):
     from aimi.cli import main
     from aimi.models import load_model
     from aimi.phantoms import write_phantom_series
     from aimi.testmodel_cli import spec_for
+    from tests.support.validators import dciodvfy_errors
 
-    weights = tmp_path / "weights" / "bamf_nnunet_ct_kidney"
+    weights = tmp_path / "weights" / model
     weights.mkdir(parents=True)
-    subprocess.run(["cp", "-r", str(converted[CT]), str(weights / "kidney")], check=True)
-    intensities = spec_for(load_model("bamf_nnunet_ct_kidney"), "kidney").intensities
-    write_phantom_series(tmp_path / "in", intensities, seed=0)
+    subprocess.run(["cp", "-r", str(converted[task]), str(weights / weights_id)], check=True)
+    intensities = spec_for(load_model(model), weights_id).intensities
+    write_phantom_series(tmp_path / "in", intensities, seed=0, **series)
 
-    status = main(["run", "bamf_nnunet_ct_kidney", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+    status = main(["run", model, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                    "--weights", str(tmp_path / "weights"), "--no-tta"])
 
     assert status == 0
-    assert list((tmp_path / "out").rglob("*.seg.dcm"))
+    [seg] = list((tmp_path / "out").rglob("*.seg.dcm"))
+    assert dciodvfy_errors(seg) == []
