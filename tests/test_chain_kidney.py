@@ -145,7 +145,8 @@ def test_messy_folder_yields_segs_for_suitable_series_only(shared_data: Path, ki
                         ("selected", ""), ("skipped", "Modality 'MR' not one of ['CT']")]
     assert [c["status"] for c in report["cases"]] == ["done"]
     assert len(list((tmp_path / "out").rglob("*.seg.dcm"))) == 1
-    assert len(report["ignored_files"]) == 5  # SR, notes, truncated copy and the two SOURCE.txt files
+    # the SR, the notes, the truncated copy, both SOURCE.txt files and TotalSegmentator's reference NIfTI
+    assert len(report["ignored_files"]) == 6
 
 
 def test_a_failing_case_lets_the_others_finish_exits_1_and_leaves_no_partial_file(kidney_weights: Path, tmp_path: Path):
