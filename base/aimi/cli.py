@@ -10,12 +10,12 @@ from pathlib import Path
 from aimi.app import EXIT_OK, EXIT_USAGE, run_model
 from aimi.batch.cli import add_parser as add_batch_parser
 from aimi.batch.cli import run as run_batch
-from aimi.context import RunOptions
 from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
 from aimi.log import configure
 from aimi.models import available_models, load_model
 from aimi.module import ConfigError
+from aimi.run_options import add_run_options, run_options
 from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, verify
 
 
@@ -28,15 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("model", help="model folder name, e.g. bamf_nnunet_ct_kidney (see `aimi models`)")
     run.add_argument("-i", "--input", type=Path, required=True, help="DICOM folder (any nesting, any file names)")
     run.add_argument("-o", "--output", type=Path, required=True, help="output folder for SEGs and run-report.json")
-    run.add_argument("--workflow", default="default", help="workflow name in the model's config/ (or a .yml path)")
-    run.add_argument("--weights", type=Path, help="weights folder (default: $AIMI_WEIGHTS, /app/weights, ~/.cache)")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    run.add_argument("--folds", default="all", help="'all' or fold numbers such as 0,1")
-    run.add_argument("--no-tta", dest="tta", action="store_false", help="turn test-time mirroring off (8x faster)")
-    run.add_argument("--step-size", type=float, default=0.5, help="sliding-window tile step (fraction of a patch)")
-    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="Module.key=value")
+    add_run_options(run)
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed case")
-    run.add_argument("--keep-empty-frames", action="store_true", help="write SEG frames that hold no segment")
 
     models = commands.add_parser("models", help="list the models, their inputs, segments and weight status")
     models.add_argument("--json", action="store_true")
@@ -83,9 +76,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_batch(args)
     weights_dir = getattr(args, "weights", None) or default_weights_dir()
     if args.command == "run":
-        options = RunOptions(args.device, args.folds, args.tta, args.step_size, args.keep_empty_frames, args.fail_fast)
         return run_model(args.model, args.input, args.output, workflow=args.workflow, weights_dir=weights_dir,
-                         options=options, assignments=args.assignments)
+                         options=run_options(args), assignments=args.assignments)
     if args.command == "models":
         return _models(args.json, weights_dir)
     if args.command == "weights" and args.action == "convert-v1":

@@ -32,6 +32,8 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 
+from aimi.nnunet_plans import resampling_entries
+
 V1_CHECKPOINT = "model_final_checkpoint.model"
 V2_CHECKPOINT = "checkpoint_final.pth"
 CONFIGURATION = "3d_fullres"
@@ -152,7 +154,6 @@ def v2_plans_from_v1(plans: dict[str, Any], dataset_name: str) -> dict[str, Any]
     stage = _stage(plans)
     channels = int(plans["num_modalities"])
     spacing = [float(s) for s in stage["current_spacing"]]  # v1 stores it in transposed order, as v2 does
-    resampling = "resample_data_or_seg_to_shape"
     configuration = {
         "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}",
         "preprocessor_name": "DefaultPreprocessor",
@@ -162,14 +163,8 @@ def v2_plans_from_v1(plans: dict[str, Any], dataset_name: str) -> dict[str, Any]
         "spacing": spacing,
         "normalization_schemes": [_normalization(plans["normalization_schemes"][c]) for c in range(channels)],
         "use_mask_for_norm": [bool(plans["use_mask_for_norm"][c]) for c in range(channels)],
-        # v1 GenericPreprocessor / inference: order 3 data, 1 seg, 1 probabilities, order 0 along a separate z axis
-        # when spacing anisotropy exceeds 3 (v1 RESAMPLING_SEPARATE_Z_ANISO_THRESHOLD == v2 ANISO_THRESHOLD).
-        "resampling_fn_data": resampling,
-        "resampling_fn_seg": resampling,
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": resampling,
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        # v1 GenericPreprocessor / inference resample as nnU-Net v2's default does (same orders, same threshold)
+        **resampling_entries(),
         "architecture": v2_architecture(plans),
         "batch_dice": True,
     }

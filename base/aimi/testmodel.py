@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aimi.nnunet_plans import resampling_entries
+
 CONFIGURATION = "3d_fullres"
 TRAINER_NAME = "nnUNetTrainer"
 PLANS_NAME = "nnUNetPlans"
@@ -173,7 +175,6 @@ def _intensity_properties(spec: TestModelSpec, channel: int) -> dict[str, float]
 
 def _plans(spec: TestModelSpec) -> dict:
     """A plans.json with one small `3d_fullres` configuration in the exact shape nnunetv2 2.8 reads."""
-    resampling = "resample_data_or_seg_to_shape"
     median_shape = [2 * p for p in spec.patch_size]
     configuration = {
         "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}",
@@ -184,12 +185,7 @@ def _plans(spec: TestModelSpec) -> dict:
         "spacing": list(spec.spacing),
         "normalization_schemes": [_normalization_scheme(spec.channels[str(c)]) for c in range(len(spec.channels))],
         "use_mask_for_norm": [False] * len(spec.channels),
-        "resampling_fn_data": resampling,
-        "resampling_fn_seg": resampling,
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": resampling,
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        **resampling_entries(),
         "architecture": {
             "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
             "arch_kwargs": {

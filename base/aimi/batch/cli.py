@@ -13,9 +13,9 @@ from typing import Any
 from aimi.batch.engine import BatchSettings, run_batch
 from aimi.batch.manifest import query_manifest, read_manifest
 from aimi.batch.sources import IDC_BUCKETS, IdcSource, LocalSource, Source, SourceError
-from aimi.context import RunOptions
 from aimi.log import configure
 from aimi.module import ConfigError
+from aimi.run_options import add_run_options, run_options
 from aimi.weights import WeightsMissing, default_weights_dir
 
 EXIT_USAGE = 2
@@ -41,14 +41,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=1, help="times a failed series is tried again (per rerun)")
     parser.add_argument("--max-scratch-gb", type=float, default=20.0, help="disk budget for downloaded series")
     parser.add_argument("--scratch", type=Path, help="scratch folder for downloads (default OUT/.scratch)")
-    parser.add_argument("--workflow", default="default", help="workflow name in the model's config/ (or a .yml)")
-    parser.add_argument("--weights", type=Path, help="weights folder (default: $AIMI_WEIGHTS, /app/weights, ~/.cache)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--folds", default="all", help="'all' or fold numbers such as 0,1")
-    parser.add_argument("--no-tta", dest="tta", action="store_false", help="turn test-time mirroring off")
-    parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window tile step (fraction of a patch)")
-    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="Module.key=value")
-    parser.add_argument("--keep-empty-frames", action="store_true", help="write SEG frames that hold no segment")
+    add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         uids = query_manifest(source.client, args.query, args.output / QUERY_MANIFEST)
     else:
         uids = read_manifest(args.manifest)
-    options = RunOptions(args.device, args.folds, args.tta, args.step_size, args.keep_empty_frames, False)
+    options = run_options(args)
     settings = BatchSettings(args.model, args.output, args.weights or default_weights_dir(), options,
                              workflow=args.workflow, assignments=args.assignments, retries=args.retries,
                              max_scratch_bytes=int(args.max_scratch_gb * (1 << 30)), scratch_dir=args.scratch)
