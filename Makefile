@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aimi-setup
 
-.PHONY: setup test demo lint lock clean
+.PHONY: setup test demo bench lint lock clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,12 @@ test: setup
 
 demo: setup
 	$(PY) -m aimi.demo --out demo-output
+
+# A benchmark, not a test: the incumbent chain (plastimatch, nnU-Net CLI per series, dcmqi) against ours, side by
+# side (bench/README.md). BENCH_ARGS=--quick for a 15-minute run.
+bench: setup
+	$(PY) -m pip install -q -c constraints.txt -e 'base[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check base tests
