@@ -2,7 +2,8 @@
 
 A case is one series (most tasks) or one study with named series roles (brain: t1, t1c, t2, flair). Modules read
 and write artifacts by kind: `dicom` (the source series per role), `image` (a volume per role), `labelmap` (named
-label maps, `main` being the chain's result), `seg` (a SEG dataset per role) and `output` (files written).
+label maps, `main` being the chain's result), `transform` (spatial transforms between roles and the atlas, ITK's
+fixed -> moving convention, see aimi.brain.spaces), `seg` (a SEG dataset per role) and `output` (files written).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from aimi.dicom.geometry import SeriesGeometry
 
-ARTIFACT_KINDS = ("dicom", "image", "labelmap", "seg", "output")
+ARTIFACT_KINDS = ("dicom", "image", "labelmap", "transform", "seg", "output")
 MAIN = "main"
 
 
@@ -45,6 +46,7 @@ class Case:
     series: dict[str, DicomSeries]
     images: dict[str, sitk.Image] = field(default_factory=dict)
     labelmaps: dict[str, sitk.Image] = field(default_factory=dict)
+    transforms: dict[str, sitk.Transform] = field(default_factory=dict)
     segs: dict[str, Dataset] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)

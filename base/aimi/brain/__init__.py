@@ -1,0 +1,1 @@
+"""Brain MR pre-processing helpers shared by the brain modules: spaces, transforms, registration and the atlas."""
