@@ -3,6 +3,7 @@ voxel-exact on the source grid, for every orientation and slice order a scanner 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from aimi.dicom.synthetic import Ellipsoid, GridSpec, sample_phantom, write_seri
 from aimi.models import load_model
 from aimi.modules import registry
 from aimi.modules.dicom_importer import DicomImporter
-from aimi.modules.dseg_converter import DsegConverter
+from aimi.modules.dseg_converter import DsegConverter, on_source_grid
 from aimi.modules.nifti_converter import NiftiConverter
 from aimi.seg.reader import read_seg_masks
 from aimi.seg.writer import write_dataset_atomically
@@ -126,3 +127,25 @@ def test_seg_frames_reference_source_slices_in_position_order(modules, tmp_path:
     assert set(positions) <= source_positions
 
 
+
+
+def test_label_map_on_the_source_points_in_any_axis_order_is_rearranged_exactly(modules, tmp_path: Path):
+    """Permuted or flipped axes over the same voxel centres (what dcm2niix does) skip resampling: the result must
+    equal nearest-neighbour resampling for every axis order and direction; a grid off those points still resamples."""
+    grid, _ = GRIDS["oblique-30-about-x"]
+    volume, expected = sample_phantom(grid, SHAPES, -100.0)
+    write_series(volume, grid, tmp_path / "dicom")
+    [case] = modules["import"].discover(tmp_path / "dicom").cases
+    series = case.series["ct"]
+    on_source = sitk.GetImageFromArray(expected)
+    on_source.CopyInformation(series.geometry.reference_image())
+    reference = series.geometry.reference_image()
+    variants = [sitk.Flip(sitk.PermuteAxes(on_source, list(order)), list(flips))
+                for order in itertools.permutations(range(3)) for flips in itertools.product((False, True), repeat=3)]
+    for labelmap in variants:
+        np.testing.assert_array_equal(on_source_grid(labelmap, series), expected)
+    shifted = sitk.Image(on_source)
+    shifted.SetOrigin(tuple(np.asarray(on_source.GetOrigin()) + 0.3))
+    resampled = sitk.Resample(shifted, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    assert (expected > 0).sum() > 500 and len(variants) == 48
+    np.testing.assert_array_equal(on_source_grid(shifted, series), sitk.GetArrayFromImage(resampled))

@@ -231,6 +231,14 @@ def test_label_value_missing_from_table_is_refused(segments: list[SegmentSpec]) 
         build_seg(labels, datasets, segments, HEADER)
 
 
+def test_label_value_in_a_gap_of_the_table_is_refused() -> None:
+    """Labels 1 and 3 only: a 2 lies within the table's range, so the min/max shortcut must not pass it."""
+    table = [copy.deepcopy(KIDNEY_TABLE[0]), copy.deepcopy(KIDNEY_TABLE[2])]
+    datasets = read_headers(MR_SAGITTAL)
+    with pytest.raises(ValueError, match=r"label value\(s\) \[2\]"):
+        build_seg(three_label_map(datasets), datasets, parse_segments(table, WHERE), HEADER)
+
+
 def test_label_map_off_the_source_grid_is_refused(segments: list[SegmentSpec]) -> None:
     datasets = read_headers(MR_SAGITTAL)
     with pytest.raises(ValueError, match="shape"):

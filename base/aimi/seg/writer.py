@@ -99,7 +99,7 @@ def _check_labels(labels: np.ndarray, source_datasets: Sequence[Dataset], segmen
     if labels.shape != expected:
         raise ValueError(f"label map shape {labels.shape} != source (slices, rows, cols) {expected}")
     known = {spec.label for spec in segments}
-    unknown = sorted(set(_present_values(labels, max(known))) - known)
+    unknown = _unknown_values(labels, known)
     if unknown:
         raise ValueError(f"label value(s) {unknown} in the label map not in the segment table (labels {sorted(known)})")
 
@@ -107,21 +107,27 @@ def _check_labels(labels: np.ndarray, source_datasets: Sequence[Dataset], segmen
 def _segment_number_map(labels: np.ndarray, segments: Sequence[SegmentSpec]) -> np.ndarray:
     """Label values -> segment numbers (table order): highdicom's label-map input style, which still writes one
     binary frame per segment and slice but builds about 2.5x faster than a stacked (slices, rows, cols, segments)
-    array, with 1/n of its memory for n segments. Needs every value checked by _check_labels first.
+    array, with 1/n of its memory for n segments. Needs every value checked by _check_labels first. A table whose
+    labels are 1..n in order already numbers its segments so: the label map is passed on as it is.
     """
+    if labels.dtype in (np.uint8, np.uint16) and all(spec.label == n for n, spec in enumerate(segments, start=1)):
+        return labels
     lookup = np.zeros(max(spec.label for spec in segments) + 1, dtype=np.uint16 if len(segments) > 255 else np.uint8)
     for number, spec in enumerate(segments, start=1):
         lookup[spec.label] = number
     return lookup[labels]
 
 
-def _present_values(labels: np.ndarray, max_known: int) -> list[int]:
-    """Non-zero values present; bincount is much faster than np.unique once out-of-range values are ruled out."""
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high > max_known:
-        return [v for v in (low, high) if v < 0 or v > max_known]
-    counts = np.bincount(labels.ravel(), minlength=max_known + 1)
-    return [int(v) for v in np.flatnonzero(counts) if v != 0]
+def _unknown_values(labels: np.ndarray, known: set[int]) -> list[int]:
+    """Non-zero values present that the table does not describe. One min/max pass settles it when the table covers
+    every value up to the largest present (the usual case); otherwise bincount, much faster than np.unique."""
+    low, high, top = int(labels.min()), int(labels.max()), max(known)
+    if low < 0 or high > top:
+        return [v for v in (low, high) if v < 0 or v > top]
+    if known.issuperset(range(1, high + 1)):
+        return []
+    counts = np.bincount(labels.ravel(), minlength=top + 1)
+    return [int(v) for v in np.flatnonzero(counts) if v != 0 and v not in known]
 
 
 def _segment_descriptions(segments: Sequence[SegmentSpec], header: SegHeader) -> list[hd.seg.SegmentDescription]:
