@@ -17,8 +17,8 @@ class Schedule:
 
     shrink_factors: Sequence[int] = (4, 2, 1)
     smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0)
-    iterations: int = 200
-    sampling: float = 0.1
+    iterations: int = 100
+    samples: int = 50_000  # metric samples per level: the cost does not grow with the image
     bins: int = 50
 
 
@@ -34,7 +34,8 @@ def register(
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=schedule.bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(schedule.sampling, SEED)
+    voxels = [fixed.GetNumberOfPixels() / factor ** fixed.GetDimension() for factor in schedule.shrink_factors]
+    method.SetMetricSamplingPercentagePerLevel([min(1.0, schedule.samples / v) for v in voxels], SEED)
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
     if moving_mask is not None:

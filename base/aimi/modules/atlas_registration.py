@@ -8,7 +8,7 @@ the grid AtlasResampler puts every contrast on. The template `mni152` is nilearn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,20 +29,20 @@ class Settings:
     spacing_mm: float = 1.0  # voxel size of the atlas grid handed to nnU-Net
     shrink_factors: list[int] = field(default_factory=lambda: [4, 2, 1])
     smoothing_mm: list[float] = field(default_factory=lambda: [2.0, 1.0, 0.0])
-    iterations: int = 200
-    sampling: float = 0.05  # fraction of template voxels sampled by the metric
+    iterations: int = 100  # per level and stage
+    samples: int = 50_000  # metric samples per resolution level
 
     def __post_init__(self) -> None:
         if self.spacing_mm <= 0:
             raise ValueError(f"spacing_mm: {self.spacing_mm} must be positive")
         if len(self.shrink_factors) != len(self.smoothing_mm):
             raise ValueError("shrink_factors and smoothing_mm need one entry per resolution level")
-        if not 0.0 < self.sampling <= 1.0:
-            raise ValueError(f"sampling: {self.sampling} must be in (0, 1]")
+        if self.samples < 1000:
+            raise ValueError(f"samples: {self.samples} is too few for a mutual-information metric (>= 1000)")
 
     @property
     def schedule(self) -> Schedule:
-        return Schedule(self.shrink_factors, self.smoothing_mm, self.iterations, self.sampling)
+        return Schedule(self.shrink_factors, self.smoothing_mm, self.iterations, self.samples)
 
 
 def skull_stripped(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
@@ -52,12 +52,17 @@ def skull_stripped(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
 def register_affine(
     template: sitk.Image, template_mask: sitk.Image | None, brain: sitk.Image, schedule: Schedule
 ) -> tuple[sitk.AffineTransform, float]:
-    """Atlas point -> subject point: similarity from centred masses, then affine (template brain as metric mask)."""
+    """Atlas point -> subject point: similarity (coarse levels) from centred masses, then affine (all levels)."""
     fixed = template if template_mask is None else sitk.Mask(template, template_mask)
     start = sitk.CenteredTransformInitializer(
         fixed, brain, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
-    similarity, _ = register(fixed, brain, start, schedule, fixed_mask=template_mask)
+    coarse = replace(
+        schedule,
+        shrink_factors=schedule.shrink_factors[:-1] or schedule.shrink_factors,
+        smoothing_mm=schedule.smoothing_mm[:-1] or schedule.smoothing_mm,
+    )
+    similarity, _ = register(fixed, brain, start, coarse, fixed_mask=template_mask)
     affine = sitk.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
     affine.SetMatrix(similarity.GetMatrix())

@@ -30,20 +30,20 @@ class Settings:
     initializer: str = "identity"
     shrink_factors: list[int] = field(default_factory=lambda: [4, 2, 1])
     smoothing_mm: list[float] = field(default_factory=lambda: [2.0, 1.0, 0.0])
-    iterations: int = 200
-    sampling: float = 0.1  # fraction of reference voxels sampled by the metric
+    iterations: int = 100  # per level
+    samples: int = 50_000  # metric samples per resolution level
 
     def __post_init__(self) -> None:
         if self.initializer not in INITIALIZERS:
             raise ValueError(f"initializer: {self.initializer!r} is not one of {', '.join(INITIALIZERS)}")
         if len(self.shrink_factors) != len(self.smoothing_mm):
             raise ValueError("shrink_factors and smoothing_mm need one entry per resolution level")
-        if not 0.0 < self.sampling <= 1.0:
-            raise ValueError(f"sampling: {self.sampling} must be in (0, 1]")
+        if self.samples < 1000:
+            raise ValueError(f"samples: {self.samples} is too few for a mutual-information metric (>= 1000)")
 
     @property
     def schedule(self) -> Schedule:
-        return Schedule(self.shrink_factors, self.smoothing_mm, self.iterations, self.sampling)
+        return Schedule(self.shrink_factors, self.smoothing_mm, self.iterations, self.samples)
 
 
 def initial_rigid(fixed: sitk.Image, moving: sitk.Image, initializer: str) -> sitk.Euler3DTransform:
