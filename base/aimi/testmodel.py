@@ -10,6 +10,11 @@ Label values: nnU-Net (labels, not regions) predicts the *index* of a label in t
 dataset.json label values. For contiguous labels (0, 1, 2, ...) index and value agree; for BraTS-style
 {0, 1, 2, 4} the predictor returns 0, 1, 2, 3 (3 meaning label 4), exactly as a real model with that
 dataset.json would. The network here is trained on those indices.
+
+Scenes: most models are fitted on blobs on a uniform background (`synthetic_case`). The brain tumour model sees,
+in atlas space, a skull-stripped brain (zero outside) of grey matter, white matter and CSF around the tumour, so
+its test model is fitted on that scene (`brain_case`), normalised like BraTS nnU-Net plans (z-score inside the
+non-zero region).
 """
 
 from __future__ import annotations
@@ -40,6 +45,18 @@ FEATURES_PER_STAGE = (8, 16, 32, 32)
 DEFAULT_STEPS = 150
 BATCH_SIZE = 2
 LEARNING_RATE = 1e-2
+SCENES = ("blobs", "brain")
+#: Label names of the BraTS tumour sub-regions: a spec with exactly these is fitted on the brain scene.
+BRAIN_LABELS = frozenset({"background", "NCR", "ED", "ET"})
+#: nnU-Net's BraTS channel names -> the contrasts of `aimi.dicom.synthetic_brain`.
+BRATS_CHANNELS = {"T1": "t1", "T1ce": "t1c", "T2": "t2", "FLAIR": "flair"}
+#: Brain scene: tumour (oedema) radii in mm; enhancing rim and necrotic core as fractions of the next outer one.
+TUMOUR_RADIUS_MM = (12.0, 26.0)
+RIM_FRACTION = (0.5, 0.7)
+CORE_FRACTION = (0.45, 0.7)
+TUMOUR_PROBABILITY = 0.85
+#: Case-to-case spread of tissue signal (bias-field residue, scanner differences), as a fraction.
+TISSUE_JITTER = 0.08
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class TestModelSpec:
     spacing: tuple[float, float, float] = (3.0, 2.0, 2.0)
     patch_size: tuple[int, int, int] = (32, 32, 32)
     folds: tuple[int, ...] = (0,)
+    scene: str = ""  # "blobs" or "brain"; empty: "brain" for the BraTS sub-region labels (BRAIN_LABELS), else "blobs"
 
     def __post_init__(self) -> None:
         """Fail at construction, naming the field, rather than with an nnU-Net stack trace later."""
@@ -68,6 +86,12 @@ class TestModelSpec:
         bad = [v for v, i in self.intensities.items() if len(i) != len(self.channels)]
         if bad:
             raise ValueError(f"intensities of label values {bad} need one value per channel ({len(self.channels)})")
+        if not self.scene:
+            object.__setattr__(self, "scene", "brain" if set(self.labels) == BRAIN_LABELS else "blobs")
+        if self.scene not in SCENES:
+            raise ValueError(f"scene {self.scene!r} is not one of {', '.join(SCENES)}")
+        if self.scene == "brain" and sorted(self.channels.values()) != sorted(BRATS_CHANNELS):
+            raise ValueError(f"a brain scene needs the channels {sorted(BRATS_CHANNELS)}, got {self.channels}")
         divisor = 2 ** (N_STAGES - 1)
         if any(p % divisor for p in self.patch_size):
             raise ValueError(f"patch_size {self.patch_size} must be divisible by {divisor} on every axis")
@@ -86,10 +110,13 @@ class TestModelSpec:
 
 def synthetic_case(spec: TestModelSpec, shape: tuple[int, int, int],
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One or two ellipsoid blobs per foreground label on background at `spec.spacing`: what the model is fitted on.
+    """One or two ellipsoid blobs per foreground label on background at `spec.spacing`: what the model is fitted on
+    (or, for the brain scene, `brain_case`).
 
     Returns (image[c, z, y, x] float32, labels[z, y, x] uint8 holding the spec's label values).
     """
+    if spec.scene == "brain":
+        return brain_case(spec, shape, rng)
     labels = np.zeros(shape, dtype=np.uint8)
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
     foreground = spec.label_values[1:]
@@ -105,6 +132,53 @@ def synthetic_case(spec: TestModelSpec, shape: tuple[int, int, int],
     noise = rng.standard_normal((len(spec.channels), *shape)).astype(np.float32)
     image = np.moveaxis(table[index], -1, 0) + noise * spec.noise_std().astype(np.float32)[:, None, None, None]
     return image.astype(np.float32), labels
+
+
+def brain_case(spec: TestModelSpec, shape: tuple[int, int, int],
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A skull-stripped brain crop in atlas space: WM with GM and CSF patches, zero outside the brain, and (mostly)
+    one tumour of nested ellipsoids - oedema, enhancing rim, necrotic core (label names ED, ET, NCR of the spec).
+
+    Normal tissue signal comes from `aimi.dicom.synthetic_brain.TISSUE_SIGNAL`, the tumour's from the spec, each
+    varied a little per case; noise only inside the brain, so the outside stays exactly zero like brain-extracted
+    input.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from aimi.dicom.synthetic_brain import TISSUE_SIGNAL
+
+    grid = np.ogrid[tuple(slice(0, s) for s in shape)]
+    spacing = np.array(spec.spacing)
+    half = np.array(shape) / 2.0
+    brain = _ellipsoid(grid, rng.uniform(0.2, 0.8) * np.array(shape), half * rng.uniform(0.8, 1.6, 3)) <= 1.0
+    field = gaussian_filter(rng.standard_normal((2, *shape)), sigma=(0, 2.0, 2.0, 2.0))
+    gm = field[0] > np.quantile(field[0], 0.6)
+    csf = field[1] > np.quantile(field[1], 0.93)
+    roles = [BRATS_CHANNELS[spec.channels[str(c)]] for c in range(len(spec.channels))]
+    tissue = {name: np.array([TISSUE_SIGNAL[r][name] for r in roles], np.float32) for name in ("wm", "gm", "csf")}
+    labels = np.zeros(shape, np.uint8)
+    if rng.random() < TUMOUR_PROBABILITY:
+        centre = rng.uniform(0.15, 0.85) * np.array(shape)
+        outer = rng.uniform(*TUMOUR_RADIUS_MM) * rng.uniform(0.85, 1.15, 3) / spacing
+        rim = outer * rng.uniform(*RIM_FRACTION)
+        core = rim * rng.uniform(*CORE_FRACTION)
+        for name, radii in (("ED", outer), ("ET", rim), ("NCR", core)):
+            labels[_ellipsoid(grid, centre, radii) <= 1.0] = spec.labels[name]
+        labels[~brain] = 0
+    image = np.zeros((len(roles), *shape), np.float32)
+    for mask, signal in ((brain, tissue["wm"]), (brain & gm, tissue["gm"]), (brain & csf, tissue["csf"])):
+        image[:, mask] = (signal * rng.uniform(1 - TISSUE_JITTER, 1 + TISSUE_JITTER, len(roles)))[:, None]
+    for value in spec.label_values[1:]:
+        signal = np.array(spec.intensities[value], np.float32)
+        image[:, labels == value] = (signal * rng.uniform(1 - TISSUE_JITTER, 1 + TISSUE_JITTER, len(roles)))[:, None]
+    noise = rng.standard_normal((len(roles), int(brain.sum()))).astype(np.float32)
+    image[:, brain] += noise * spec.noise_std().astype(np.float32)[:, None]
+    return image, labels
+
+
+def _ellipsoid(grid: list[np.ndarray], centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Normalised squared distance from `centre` (<= 1 inside the ellipsoid), in voxels."""
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True))
 
 
 def _free_ellipsoid(labels: np.ndarray, grid: list[np.ndarray], spacing: tuple[float, float, float],
@@ -184,7 +258,8 @@ def _plans(spec: TestModelSpec) -> dict:
         "median_image_size_in_voxels": median_shape,
         "spacing": list(spec.spacing),
         "normalization_schemes": [_normalization_scheme(spec.channels[str(c)]) for c in range(len(spec.channels))],
-        "use_mask_for_norm": [False] * len(spec.channels),
+        # BraTS plans z-score inside the brain (the non-zero region), as nnU-Net plans skull-stripped data
+        "use_mask_for_norm": [spec.scene == "brain"] * len(spec.channels),
         **resampling_entries(),
         "architecture": {
             "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -287,15 +362,17 @@ def _batches(spec: TestModelSpec, plans: dict, rng: np.random.Generator,
 
 def _normalize_like_nnunet(image: np.ndarray, plans: dict) -> np.ndarray:
     """Normalise image[c, z, y, x] with the classes and plans nnU-Net's DefaultPreprocessor uses at inference."""
+    from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
     from nnunetv2.preprocessing.normalization import default_normalization_schemes as schemes
 
     configuration = plans["configurations"][CONFIGURATION]
     properties = plans["foreground_intensity_properties_per_channel"]
+    outside = np.where(create_nonzero_mask(image), 0, -1).astype(np.int8)  # nnU-Net's crop_to_nonzero marking
     out = np.empty_like(image, dtype=np.float32)
     for c in range(image.shape[0]):
         normalizer = getattr(schemes, configuration["normalization_schemes"][c])(
             use_mask_for_norm=configuration["use_mask_for_norm"][c], intensityproperties=properties[str(c)])
-        out[c] = normalizer.run(image[c].copy(), None)
+        out[c] = normalizer.run(image[c].copy(), outside)
     return out
 
 

@@ -15,6 +15,7 @@ from aimi.dicom.synthetic import GridSpec, StudyInfo, write_localizer, write_ser
 from aimi.dicom.synthetic_brain import DEFAULT_SERIES, ED, ET, NCR, ROLES, TISSUE_SIGNAL, Tumour, write_brain_study
 from aimi.models import load_model
 from aimi.modules.dicom_importer import DicomImporter, Settings
+from aimi.testmodel import synthetic_case
 from aimi.testmodel_cli import spec_for
 
 MODEL = "bamf_nnunet_mr_brain"
@@ -161,3 +162,26 @@ def test_post_contrast_t1_is_never_taken_as_native_t1(tmp_path: Path, descriptio
     discovery = importer(tmp_path).discover(tmp_path)
     [series] = discovery.series
     assert series["role"] == "t1c"
+
+
+def test_brain_scene_of_the_test_model_is_a_skull_stripped_brain_with_a_nested_tumour():
+    """What the tiny model is fitted on looks like AtlasResampler's output: zero outside the brain, tissue inside."""
+    spec = spec_for(load_model(MODEL), "brats")
+    assert spec.scene == "brain"
+    rng = np.random.default_rng(3)
+    image, labels = synthetic_case(spec, (40, 48, 48), rng)
+    brain = np.any(image != 0, axis=0)
+    assert 0.2 < brain.mean() < 0.95 and not labels[~brain].any()
+    assert set(np.unique(labels).tolist()) == {0, 1, 2, 3}
+    # the core is surrounded by the rim, the rim by the oedema
+    assert _box_within(labels == NCR, labels == ET) and _box_within(labels == ET, labels == ED)
+    # the enhancing rim is the brightest thing on T1c, the oedema the brightest on FLAIR
+    t1c, flair = image[1], image[3]
+    assert np.median(t1c[labels == ET]) > np.percentile(t1c[brain & (labels == 0)], 99)
+    assert np.median(flair[labels == ED]) > np.percentile(flair[brain & (labels == 0)], 99)
+
+
+def _box_within(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """The bounding box of `inner` lies within that of `outer` (for disjoint masks: `outer` surrounds `inner`)."""
+    return all(o.min() <= i.min() and i.max() <= o.max() for i, o in zip(np.nonzero(inner), np.nonzero(outer),
+                                                                         strict=True))
