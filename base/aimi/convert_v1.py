@@ -2,8 +2,9 @@
 
 nnU-Net v1 breaks with torch >= 2.6 and its inference is GPU-minded; the kidney (Task779) and prostate (Task788)
 weights are v1. This module rewrites such a model folder into one that nnunetv2's `nnUNetPredictor` loads, with the
-same preprocessing (target spacing, axis transposition, CT clipping / z-scoring with v1's intensity statistics) and
-the same network (v1 `Generic_UNet` as built by `nnUNetTrainerV2` -> v2 `PlainConvUNet`, weights mapped one to one).
+same preprocessing (target spacing, axis transposition, CT clipping / z-scoring with v1's intensity statistics, in
+v1's order: resample, then normalise - see aimi.v1_preprocessing) and the same network (v1 `Generic_UNet` as built
+by `nnUNetTrainerV2` -> v2 `PlainConvUNet`, weights mapped one to one).
 
 Reads: a v1 model folder `<trainer>__<plans>/` with `plans.pkl` and `fold_<k>/model_final_checkpoint.model`.
 Writes: `dataset.json`, `plans.json`, `fold_<k>/checkpoint_final.pth` (every fold) and, when the source has one,
@@ -33,6 +34,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 
 from aimi.nnunet_plans import resampling_entries
+from aimi.v1_preprocessing import PLANS_KEY, V1_ORDER
 
 V1_CHECKPOINT = "model_final_checkpoint.model"
 V2_CHECKPOINT = "checkpoint_final.pth"
@@ -157,6 +159,7 @@ def v2_plans_from_v1(plans: dict[str, Any], dataset_name: str) -> dict[str, Any]
     configuration = {
         "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}",
         "preprocessor_name": "DefaultPreprocessor",
+        PLANS_KEY: V1_ORDER,  # v1 resamples, then normalises (aimi.v1_preprocessing; the runner applies it)
         "batch_size": int(stage["batch_size"]),
         "patch_size": [int(p) for p in stage["patch_size"]],
         "median_image_size_in_voxels": [int(s) for s in stage["median_patient_size_in_voxels"]],

@@ -8,9 +8,13 @@ prostate-like MR task (1 label, anisotropic spacing) it uses nnunet 1.7.1's own 
      model_final_checkpoint.model(.pkl), for two folds with different random weights;
   3. each fold's Generic_UNet forward (eval, deep supervision off: the logits) on a fixed input -> forward_fold<k>.npy;
   4. v1 inference preprocessing (nnUNetTrainer.preprocess_patient: crop, transpose, resample, normalise) of a NIfTI
-     volume at the target spacing and of one at another spacing -> preprocessed_<name>.npy/.json;
+     volume at the target spacing and of volumes at other spacings (anisotropic ones take v1's separate-z path)
+     -> preprocessed_<name>.npy/.json;
   5. v1's own sliding-window prediction on CPU (predict_preprocessed_data_return_seg_and_softmax, no mirroring) of
-     fold 0 on the preprocessed target-spacing volume (several tiles) -> softmax_tiles_fold0.npy.
+     fold 0 on the preprocessed target-spacing volume (several tiles) -> softmax_tiles_fold0.npy, and on its first
+     patch-sized block (one tile) -> softmax_tile_fold0.npy;
+  6. v1's whole inference path on CPU (preprocess_predict_nifti: preprocess, sliding window with mirroring, softmax
+     resampled back and exported) of fold 0 on each resampled volume -> v1_labels_<name>.nii.gz.
 Layout under OUT/<task>/: nnUNet/3d_fullres/<task>/nnUNetTrainerV2__nnUNetPlansv2.1/ (the v1 model folder) and the
 .npy/.json/.nii.gz files above.
 """
@@ -28,11 +32,13 @@ import SimpleITK as sitk
 import torch
 
 TASKS = {
-    # name: modality, labels (incl. background), median spacing (z, y, x) of the fingerprint, median size (z, y, x)
+    # name: modality, labels (incl. background), median spacing (z, y, x) of the fingerprint, median size (z, y, x),
+    # cropping's median size reduction (MR below 3/4: v1 normalises within the nonzero mask), spacings (z, y, x) of
+    # volumes that need resampling (anisotropy > 3: v1 resamples z separately, order 0)
     "Task901_KidneyLike": {"modality": "CT", "classes": [1, 2, 3], "spacing": (2.0, 1.6, 1.6), "size": (40, 48, 48),
-                           "other_spacing": (3.0, 1.2, 1.2)},
+                           "size_reduction": 1.0, "resampled": {"other": (3.0, 1.2, 1.2), "aniso": (5.0, 1.0, 1.0)}},
     "Task902_ProstateLike": {"modality": "T2", "classes": [1], "spacing": (3.6, 0.8, 0.8), "size": (16, 64, 64),
-                             "other_spacing": (3.0, 0.7, 0.9)},
+                             "size_reduction": 0.6, "resampled": {"other": (3.0, 0.7, 0.9)}},
 }
 FOLDS = (0, 1)
 BASE_FEATURES = 8
@@ -49,7 +55,7 @@ def fingerprint(task: dict) -> dict:
         "all_sizes": sizes, "all_spacings": spacings, "all_classes": task["classes"],
         "modalities": {0: task["modality"]},
         "intensityproperties": CT_INTENSITIES if task["modality"] == "CT" else None,  # v1 collects them for CT only
-        "size_reductions": dict.fromkeys(cases, 1.0),
+        "size_reductions": dict.fromkeys(cases, task["size_reduction"]),
     }
 
 
@@ -94,7 +100,8 @@ def perturb_norms(network: torch.nn.Module, seed: int) -> None:
 
 
 def phantom(task: dict, spacing: tuple[float, float, float], shape: tuple[int, int, int], path: Path) -> None:
-    """A smooth body with blobs: CT-like HU (air outside, clipped by v1's percentiles) or MR-like positive signal."""
+    """A smooth body with blobs: CT-like HU (air outside, clipped by v1's percentiles) or MR-like positive signal
+    in the body and exact zeros outside (cropped away, and outside the nonzero mask v1 normalises within)."""
     rng = np.random.default_rng(7)
     z, y, x = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
     body = (y**2 + x**2) < 0.7
@@ -102,7 +109,7 @@ def phantom(task: dict, spacing: tuple[float, float, float], shape: tuple[int, i
     if task["modality"] == "CT":
         image = np.where(body, 40.0, -1000.0) + np.where(blob, 110.0, 0.0) + rng.normal(0, 20, shape)
     else:
-        image = 200.0 + np.where(body, 300.0, 0.0) + np.where(blob, 250.0, 0.0) + rng.normal(0, 15, shape)
+        image = np.where(body, 500.0 + np.where(blob, 250.0, 0.0) + rng.normal(0, 15, shape), 0.0)
     img = sitk.GetImageFromArray(image.astype(np.float32))
     img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
     sitk.WriteImage(img, str(path))
@@ -130,18 +137,23 @@ def main(out: Path) -> None:
                 np.save(work / f"forward_fold{fold}.npy", trainer.network(x).numpy())
         target = tuple(float(s) for s in trainers[0].plans["plans_per_stage"][trainers[0].stage]["current_spacing"])
         shape = tuple(int(p) + 6 for p in patch)
-        for name, spacing in (("target", target), ("other", task["other_spacing"])):
+        for name, spacing in {"target": target, **task["resampled"]}.items():
             phantom(task, spacing, shape, work / f"volume_{name}.nii.gz")
             data, _, properties = trainers[0].preprocess_patient([str(work / f"volume_{name}.nii.gz")])
             np.save(work / f"preprocessed_{name}.npy", data)
             (work / f"preprocessed_{name}.json").write_text(json.dumps({
                 "spacing_after_resampling": [float(s) for s in properties["spacing_after_resampling"]],
                 "size_after_resampling": [int(s) for s in properties["size_after_resampling"]]}))
-        _, softmax = trainers[0].predict_preprocessed_data_return_seg_and_softmax(
-            np.load(work / "preprocessed_target.npy"), do_mirroring=False, mirror_axes=(0, 1, 2),
-            use_sliding_window=True, step_size=0.5, use_gaussian=True, all_in_gpu=False, mixed_precision=False,
-            verbose=False)
-        np.save(work / "softmax_tiles_fold0.npy", softmax)
+        for name in task["resampled"]:
+            trainers[0].preprocess_predict_nifti([str(work / f"volume_{name}.nii.gz")],
+                                                 str(work / f"v1_labels_{name}.nii.gz"), mixed_precision=False)
+        preprocessed = np.load(work / "preprocessed_target.npy")
+        one_tile = np.ascontiguousarray(preprocessed[:, :patch[0], :patch[1], :patch[2]])
+        for name, data in (("softmax_tiles_fold0", preprocessed), ("softmax_tile_fold0", one_tile)):
+            _, softmax = trainers[0].predict_preprocessed_data_return_seg_and_softmax(
+                data, do_mirroring=False, mirror_axes=(0, 1, 2), use_sliding_window=True, step_size=0.5,
+                use_gaussian=True, all_in_gpu=False, mixed_precision=False, verbose=False)
+            np.save(work / f"{name}.npy", softmax)
 
 
 if __name__ == "__main__":

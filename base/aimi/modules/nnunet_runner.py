@@ -136,6 +136,8 @@ class NNUnetRunner(Module):
         if model.predictor is None:
             from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+            from aimi.v1_preprocessing import use_plans_preprocessor
+
             options = self.context.options
             predictor = nnUNetPredictor(
                 tile_step_size=options.step_size,
@@ -150,6 +152,7 @@ class NNUnetRunner(Module):
             predictor.initialize_from_trained_model_folder(
                 str(model.folder), use_folds=model.folds, checkpoint_name="checkpoint_final.pth"
             )
+            use_plans_preprocessor(predictor)  # converted v1 models: v1's resample-then-normalise order
             model.predictor = predictor
             self.loads += 1
             event(log, "model.loaded", weights=model.weights_id, folds=len(model.folds), device=self.device,
