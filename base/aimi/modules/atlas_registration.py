@@ -52,23 +52,28 @@ def skull_stripped(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
 def register_affine(
     template: sitk.Image, template_mask: sitk.Image | None, brain: sitk.Image, schedule: Schedule
 ) -> tuple[sitk.AffineTransform, float]:
-    """Atlas point -> subject point: similarity (coarse levels) from centred masses, then affine (all levels)."""
+    """Atlas point -> subject point: similarity from centred masses, then affine; template brain masked.
+
+    The similarity stage runs on all levels but the finest, the affine one on all but the coarsest: twelve degrees of
+    freedom on the coarsest level (a few thousand brain voxels) can shear the brain into a degenerate fit.
+    """
     fixed = template if template_mask is None else sitk.Mask(template, template_mask)
     start = sitk.CenteredTransformInitializer(
         fixed, brain, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
-    coarse = replace(
-        schedule,
-        shrink_factors=schedule.shrink_factors[:-1] or schedule.shrink_factors,
-        smoothing_mm=schedule.smoothing_mm[:-1] or schedule.smoothing_mm,
-    )
-    similarity, _ = register(fixed, brain, start, coarse, fixed_mask=template_mask)
+    levels = len(schedule.shrink_factors)
+    coarse, fine = (slice(0, max(1, levels - 1)), slice(min(1, levels - 1), levels))
+    similarity, _ = register(fixed, brain, start, _levels(schedule, coarse), fixed_mask=template_mask)
     affine = sitk.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
     affine.SetMatrix(similarity.GetMatrix())
     affine.SetTranslation(similarity.GetTranslation())
-    fitted, metric = register(fixed, brain, affine, schedule, fixed_mask=template_mask)
+    fitted, metric = register(fixed, brain, affine, _levels(schedule, fine), fixed_mask=template_mask)
     return fitted, metric
+
+
+def _levels(schedule: Schedule, levels: slice) -> Schedule:
+    return replace(schedule, shrink_factors=schedule.shrink_factors[levels], smoothing_mm=schedule.smoothing_mm[levels])
 
 
 def dice(a: sitk.Image, b: sitk.Image) -> float:
