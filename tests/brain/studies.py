@@ -6,7 +6,7 @@ moved between series): `motion[role]` maps a point of the role's scan to the ana
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,9 @@ def series_of(image: sitk.Image, description: str) -> DicomSeries:
 class Study:
     case: Case
     motions: dict[str, sitk.Transform]
+    anatomy: dict[str, sitk.Image]
+    original: dict[str, sitk.Image] = field(default_factory=dict)
+    before_resampling: dict[str, sitk.Image] = field(default_factory=dict)
 
     def true_transform(self, role: str, reference: str = "t1c") -> sitk.Transform:
         """Reference point -> role point showing the same anatomy: motion[role]^-1 o motion[reference]."""
@@ -96,7 +99,7 @@ def study(anatomy: dict[str, sitk.Image], grids: dict[str, sitk.Image], motions:
     """Each role's contrast of the anatomy, seen after its motion, sampled on its grid."""
     images = {role: resample(anatomy[role], grids[role], motions[role], sitk.sitkLinear) for role in grids}
     case = Case("synthetic", {role: series_of(grids[role], role) for role in grids}, images=images)
-    return Study(case, motions)
+    return Study(case, motions, anatomy)
 
 
 def centroid(image: sitk.Image, threshold: float) -> np.ndarray:
@@ -112,3 +115,21 @@ def max_error_mm(estimate: sitk.Transform, truth: sitk.Transform, half_width: fl
         float(np.linalg.norm(np.subtract(estimate.TransformPoint(c.tolist()), truth.TransformPoint(c.tolist()))))
         for c in corners
     )
+
+
+def linear_part(transform: sitk.Transform) -> np.ndarray:
+    """The 3x3 matrix of a linear (rigid, affine or composite of those) transform, from its action on points."""
+    origin = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
+    return np.column_stack([np.subtract(transform.TransformPoint(tuple(e)), origin) for e in np.eye(3)])
+
+
+def ball(reference: sitk.Image, centre: np.ndarray, radius_mm: float) -> sitk.Image:
+    """A 0/1 sphere on `reference`'s grid."""
+    size = reference.GetSize()
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
+    axes = np.asarray(reference.GetDirection()).reshape(3, 3) * np.asarray(reference.GetSpacing())
+    world = np.asarray(reference.GetOrigin()) + index @ axes.T
+    inside = (np.linalg.norm(world - centre, axis=1) < radius_mm).reshape(size).transpose(2, 1, 0)
+    image = sitk.GetImageFromArray(inside.astype(np.uint8))
+    image.CopyInformation(reference)
+    return image
