@@ -3,6 +3,8 @@
 deepbet (its two 3D U-Nets ship in its wheel) on the reference role (T1c), whose mask all four contrasts share. The
 image goes to deepbet as a NIfTI-style image with its true affine (SimpleITK's LPS turned into RAS); deepbet
 canonicalises it internally and returns the mask in the input's voxel order, so any acquisition orientation works.
+deepbet scales its crop to 256^3 voxels whatever their size, so thick-slice series are first resampled to isotropic
+`spacing_mm` voxels (it was trained on ~1 mm T1) and the mask brought back to the series grid.
 The networks are loaded once per run, on the run's device.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from aimi.brain.spaces import array_on, to_nibabel
+from aimi.brain.spaces import array_on, resample, to_nibabel
+from aimi.brain.template import grid_at
 from aimi.case import Case
 from aimi.context import RunContext
 from aimi.log import event
@@ -32,8 +35,11 @@ class Settings:
     output: str = "brain_mask"
     threshold: float = 0.5
     dilate_voxels: int = 0
+    spacing_mm: float = 1.0  # isotropic voxels deepbet sees; 0: the series' own voxels
 
     def __post_init__(self) -> None:
+        if self.spacing_mm < 0:
+            raise ValueError(f"spacing_mm: {self.spacing_mm} must be >= 0")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold: {self.threshold} must be in (0, 1)")
 
@@ -71,12 +77,18 @@ class BrainExtractor(Module):
 
     def extract(self, image: sitk.Image) -> sitk.Image:
         """The 0/1 brain mask of `image`, on its grid."""
+        image = sitk.Cast(image, sitk.sitkFloat32)
+        identity = sitk.Transform(3, sitk.sitkIdentity)
+        spacing = self.settings.spacing_mm
+        isotropic = resample(image, grid_at(image, spacing), identity, sitk.sitkLinear) if spacing else image
         _, mask, _ = self._extractor().run(
-            to_nibabel(sitk.Cast(image, sitk.sitkFloat32)),
-            threshold=self.settings.threshold,
-            n_dilate=self.settings.dilate_voxels,
+            to_nibabel(isotropic), threshold=self.settings.threshold, n_dilate=self.settings.dilate_voxels
         )
-        return array_on((np.asarray(mask.dataobj) > 0).astype(np.uint8), image)
+        mask = array_on((np.asarray(mask.dataobj) > 0).astype(np.uint8), isotropic)
+        if not spacing:
+            return mask
+        fraction = resample(sitk.Cast(mask, sitk.sitkFloat32), image, identity, sitk.sitkLinear)
+        return sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
 
     def _extractor(self) -> Any:
         if self.extractor is None:
