@@ -11,6 +11,9 @@ to about 4 minutes on two busy CPU cores, plus about 7 minutes to fit the tiny m
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,9 @@ FAST = ("--set", "AtlasRegistration.spacing_mm=2",
         "--set", "RigidRegistration.shrink_factors=[4,2]", "--set", "RigidRegistration.smoothing_mm=[2.0,1.0]",
         "--set", "AtlasRegistration.shrink_factors=[4,2]", "--set", "AtlasRegistration.smoothing_mm=[2.0,1.0]")
 #: What the tiny model reaches on every series: the whole tumour, and the enhancing rim and oedema separately.
-MIN_DICE = {"whole tumour": 0.9, ET: 0.7, ED: 0.7}
+#: Measured: whole tumour 0.93-0.94, oedema 0.90, enhancing rim 0.85-0.86 on every series. The necrotic core
+#: (8-9 mm radius) comes out at about half its volume (Dice 0.47-0.61): not asserted.
+MIN_DICE = {"whole tumour": 0.9, ED: 0.85, ET: 0.8}
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +88,13 @@ def test_tumour_is_at_its_physical_position_on_every_series(brain_run: tuple[Bra
 
 
 def test_a_study_missing_flair_fails_naming_it(head: sitk.Image, weights_for: Callable[[str], Path], tmp_path: Path):
+    """Through the `aimi` command itself: exit status 1, and the run report names the missing role."""
     study = write_brain_study(tmp_path / "in", head=head, roles=("t1", "t1c", "t2"), scale=3.0)
-    status, report = run_chain(MODEL, tmp_path / "in", tmp_path / "out", weights_for(MODEL), *FAST)
-    assert status == 1
-    [case] = report["cases"]
+    command = [sys.executable, "-m", "aimi.cli", "run", MODEL, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+               "--weights", str(weights_for(MODEL)), "--no-tta", *FAST]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 1, result.stderr
+    [case] = json.loads((tmp_path / "out" / "run-report.json").read_text())["cases"]
     assert case["status"] == "failed"
     assert case["error"].startswith("study lacks flair: it has ")
     for role in ("t1", "t1c", "t2"):
