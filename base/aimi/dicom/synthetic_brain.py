@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
@@ -179,6 +180,7 @@ def head_centre(head: sitk.Image) -> Vector:
 
 
 def series_grid(spec: SeriesSpec, centre: Vector) -> GridSpec:
+    """The acquisition grid of `spec`: its plane, spacing and field of view, centred at `centre` + its shift."""
     rows, columns, slices = (max(1, round(extent / step)) for extent, step in
                              zip(spec.fov_mm, (*spec.pixel_spacing, spec.slice_step), strict=True))
     grid_centre = tuple(float(c + s) for c, s in zip(centre, spec.shift_mm, strict=True))
@@ -235,6 +237,4 @@ def _scaled(spec: SeriesSpec, scale: float) -> SeriesSpec:
 
 
 def _series_uid(path: Path) -> str:
-    import pydicom
-
     return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
