@@ -27,6 +27,9 @@ if ((${#names[@]} == 0)); then
     names=(base)
     for dockerfile in models/*/Dockerfile; do names+=("$(basename "$(dirname "$dockerfile")")"); done
 fi
+for name in "${names[@]}"; do  # before the (long) base build
+    [[ "$name" == base || -f "models/$name/Dockerfile" ]] || { echo "$0: models/$name/Dockerfile does not exist" >&2; exit 2; }
+done
 
 engine="$(aimi_engine)"
 python="$AIMI_ROOT/.venv/bin/python"
@@ -69,7 +72,6 @@ build base Dockerfile.base "$AIMI_VERSION" latest -- "${base_args[@]}"
 
 for name in "${names[@]}"; do
     [[ "$name" == base ]] && continue
-    [[ -f "models/$name/Dockerfile" ]] || { echo "$0: models/$name/Dockerfile does not exist" >&2; exit 2; }
     digests=""
     ((test_weights)) || digests="$("$python" containers/weights_sha256.py "models/$name/manifest.toml")"
     build "$name" "models/$name/Dockerfile" "${tags[@]}" -- \
