@@ -164,6 +164,18 @@ def test_post_contrast_t1_is_never_taken_as_native_t1(tmp_path: Path, descriptio
     assert series["role"] == "t1c"
 
 
+@pytest.mark.parametrize(("description", "role", "tags"), [
+    ("AX T1 FLAIR", "t1", {"RepetitionTime": 2200.0, "EchoTime": 12.0, "InversionTime": 860.0}),  # T1-weighted
+    ("Ax T2 FLAIR", "flair", {}),
+    ("SAG 3D CUBE", "flair", {}),  # nothing in the name: the long inversion time tells
+])
+def test_flair_in_the_name_is_a_flair_only_when_not_t1_weighted(tmp_path: Path, description: str, role: str,
+                                                                tags: dict[str, Any]):
+    write_small(tmp_path, StudyInfo.new("BRAIN"), "flair", description=description, **tags)
+    [series] = importer(tmp_path).discover(tmp_path).series
+    assert series["role"] == role
+
+
 def test_brain_scene_of_the_test_model_is_a_skull_stripped_brain_with_a_nested_tumour():
     """What the tiny model is fitted on looks like AtlasResampler's output: zero outside the brain, tissue inside."""
     spec = spec_for(load_model(MODEL), "brats")
