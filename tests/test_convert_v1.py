@@ -195,13 +195,14 @@ def nnunetv2_probabilities(predictor, data: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("task", [CT, MR])
 def test_v2_sliding_window_agrees_with_v1_over_several_tiles(v1_reference, predictors, task):
     """Over overlapping tiles v1 averages softmax in float32, nnunetv2 logits in float16: near-identical labels,
-    not identical numbers."""
+    not identical numbers. (Averaging softmax in float32 over nnunetv2's own tiles and Gaussian reproduces v1 to
+    5e-7; averaging logits in float32 agrees on 0.988 (CT) / 0.9999 (MR) of voxels.)"""
     data = np.load(v1_reference / task / "preprocessed_target.npy")
     expected = np.load(v1_reference / task / "softmax_tiles_fold0.npy")
 
     got = nnunetv2_probabilities(predictors[task], data)
 
-    assert (got.argmax(0) == expected.argmax(0)).mean() >= 0.97  # measured 0.982 (CT), 0.993 (MR), random weights
+    assert (got.argmax(0) == expected.argmax(0)).mean() >= 0.97  # measured 0.982 (CT), 0.9986 (MR), random weights
 
 
 @pytest.mark.parametrize("task", [CT, MR])
