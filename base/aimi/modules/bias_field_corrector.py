@@ -13,6 +13,9 @@ import SimpleITK as sitk
 from aimi.case import Case
 from aimi.module import CaseError, Module
 
+#: Fewest voxels an axis keeps after shrinking, so that a series of few thick slices still has a field to fit.
+MIN_SHRUNK_VOXELS = 8
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -31,7 +34,7 @@ def n4(image: sitk.Image, shrink_factor: int, iterations: list[int]) -> sitk.Ima
     """The image divided by its N4 bias field; negative values (interpolation undershoot) are clipped to 0."""
     image = sitk.Threshold(sitk.Cast(image, sitk.sitkFloat32), 0.0, float("inf"), 0.0)
     mask = sitk.OtsuThreshold(image, 0, 1, 200)
-    shrink = [shrink_factor] * image.GetDimension()
+    shrink = [max(1, min(shrink_factor, size // MIN_SHRUNK_VOXELS)) for size in image.GetSize()]  # thick slices
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetMaximumNumberOfIterations(list(iterations))
     corrector.Execute(sitk.Shrink(image, shrink), sitk.Shrink(mask, shrink))
@@ -48,4 +51,8 @@ class BiasFieldCorrector(Module):
         for role in self.settings.roles or list(case.images):
             if role not in case.images:
                 raise CaseError(f"case {case.id}: BiasFieldCorrector.roles names {role!r}, which has no image")
-            case.images[role] = n4(case.images[role], self.settings.shrink_factor, self.settings.iterations)
+            try:
+                case.images[role] = n4(case.images[role], self.settings.shrink_factor, self.settings.iterations)
+            except RuntimeError as error:
+                series = case.series[role].series_uid if role in case.series else role
+                raise CaseError(f"case {case.id}: N4 bias correction of series {series} failed: {error}") from None
