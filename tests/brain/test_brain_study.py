@@ -143,5 +143,9 @@ def test_atlas_labels_land_on_each_series_own_anatomy(synthetic: Study, tmp_path
         labels = case.labelmaps[role]
         assert labels.GetSize() == image.GetSize() and np.allclose(labels.GetOrigin(), image.GetOrigin())
         overlap = dice(labels, image > BLOB * 0.75)
-        print(f"{role}: atlas label vs the series' own blob, Dice {overlap:.3f}")
-        assert overlap > 0.8
+        shown = dice(labels, case.images[role] > BLOB * 0.75)  # the channel brought back for QC overlays
+        print(
+            f"{role}: atlas label vs the series' own blob, Dice {overlap:.3f} (vs the channel brought back {shown:.3f})"
+        )
+        assert overlap > 0.8 and shown > 0.8
+        assert case.images[role].GetSize() == image.GetSize()

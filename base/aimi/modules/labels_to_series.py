@@ -1,8 +1,10 @@
-"""LabelsToSeries - reads: `labelmap`, `transform`, `dicom`; writes: `labelmap` (one per role, named by the role).
+"""LabelsToSeries - reads: `labelmap`, `transform`, `dicom`; writes: `labelmap` (one per role), `image`.
 
 The atlas-space label map goes back onto each role's ORIGINAL series grid (from its DICOM headers) through the exact
 inverse of the forward composite (role -> reference -> atlas), nearest neighbour; DsegConverter then writes one SEG
-per series from `labelmaps[role]`.
+per series from `labelmaps[role]`. With `images` the atlas-space channels go back the same way (linear), so that
+later steps that show images with labels (DataOrganizer's QC overlay) see each series' own geometry: the brain as
+the model saw it, where the SEG puts its labels.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from aimi.module import CaseError, Module
 class Settings:
     labelmap: str = MAIN
     roles: list[str] = field(default_factory=list)  # empty: every series of the case
+    images: bool = True  # also bring case.images[role] back from the atlas grid onto the series grid
 
 
 class LabelsToSeries(Module):
     reads = ("labelmap", "transform", "dicom")
-    writes = ("labelmap",)
+    writes = ("labelmap", "image")
     Settings = Settings
 
     def __call__(self, case: Case) -> None:
@@ -39,3 +42,5 @@ class LabelsToSeries(Module):
             inverse = from_atlas(case.transforms[role], case.transforms[ATLAS])
             grid = case.series[role].geometry.reference_image()
             case.labelmaps[role] = resample(labels, grid, inverse, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
+            if self.settings.images and role in case.images:
+                case.images[role] = resample(case.images[role], grid, inverse, sitk.sitkLinear, sitk.sitkFloat32)
