@@ -294,7 +294,8 @@ def test_convert_names_what_it_cannot_convert(v1_reference, tmp_path):
 
 
 def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
-    """fetch's v1 path: the verified v1 folder is converted after download, and not again on the next fetch."""
+    """fetch's v1 path: the verified v1 folder is converted after download, not again on the next fetch, and again
+    when the converted folder predates v1-order preprocessing (its plans lack the preprocessor key)."""
     import aimi.convert_v1
 
     manifest = load_manifest(REPO / "models" / "bamf_nnunet_ct_kidney" / "manifest.toml")
@@ -310,8 +311,15 @@ def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
 
     assert fetch(manifest, weights, progress=False) == [model_folder(weights, manifest, entry)]
     assert fetch(manifest, weights, progress=False) == [model_folder(weights, manifest, entry)]
-
     assert len(calls) == 1
+
+    plans_file = model_folder(weights, manifest, entry) / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    del plans["configurations"]["3d_fullres"]["aimi_preprocessor_class"]
+    plans_file.write_text(json.dumps(plans))
+    assert fetch(manifest, weights, progress=False) == [model_folder(weights, manifest, entry)]
+    assert len(calls) == 2
+    assert "aimi_preprocessor_class" in json.loads(plans_file.read_text())["configurations"]["3d_fullres"]
     record = json.loads((model_folder(weights, manifest, entry) / PROVENANCE_FILE).read_text())
     assert (record["file"], record["sha256"]) == (entry.file, "cd" * 32)
 

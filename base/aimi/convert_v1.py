@@ -101,6 +101,15 @@ def convert_v1(src: Path, dst: Path, *, replace: bool = False) -> Path:
     return dst
 
 
+def is_current_conversion(dst: Path) -> bool:
+    """Whether `dst` was written by this converter: folders converted before v1-order preprocessing lack its key."""
+    try:
+        plans = json.loads((Path(dst) / "plans.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return plans.get("configurations", {}).get("3d_fullres", {}).get(PLANS_KEY) == V1_ORDER
+
+
 def read_v1_plans(src: Path) -> dict[str, Any]:
     """`src/plans.pkl`, checked to be a v1 plans file with a 3d stage."""
     path = Path(src) / "plans.pkl"

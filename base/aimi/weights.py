@@ -140,11 +140,13 @@ def _is_current(target: Path, entry: WeightsEntry, v1: bool) -> bool:
 
 def _finish_v1(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> Path:
     """Convert fetched v1 weights to the v2 model folder once; it carries the v1 folder's provenance record, so a
-    re-fetched v1 archive (new record) is converted again. A failed conversion says what to run after fixing it."""
-    from aimi.convert_v1 import ConversionError, convert_v1
+    re-fetched v1 archive (new record) or a folder from an older converter is converted again. A failed conversion
+    says what to run after fixing it."""
+    from aimi.convert_v1 import ConversionError, convert_v1, is_current_conversion
 
     folder, source = model_folder(weights_dir, manifest, entry), v1_folder(weights_dir, manifest, entry)
-    if not missing_parts(folder) and _read_provenance(folder) == _read_provenance(source):
+    same_source = _read_provenance(folder) == _read_provenance(source)
+    if not missing_parts(folder) and same_source and is_current_conversion(folder):
         return folder
     try:
         return convert_v1(source, folder, replace=True)
