@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from aimi.brain.spaces import ATLAS, resample
-from aimi.case import MAIN
+from aimi.case import MAIN, Case
+from aimi.module import CaseError, ConfigError
 from aimi.modules import atlas_registration, atlas_resampler, labels_to_series, rigid_registration
 from aimi.modules.atlas_registration import AtlasRegistration, dice
 from aimi.modules.atlas_resampler import AtlasResampler
@@ -106,6 +107,17 @@ def shifted_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> dict
     inner = mask[1:-1, 1:-1, 1:-1]
     moved = {shift: np.roll(b, shift, axis=(0, 1, 2))[1:-1, 1:-1, 1:-1] for shift in shifts}
     return {shift: np.corrcoef(a[1:-1, 1:-1, 1:-1][inner], m[inner])[0, 1] for shift, m in moved.items()}
+
+
+def test_a_registration_below_the_mask_overlap_bar_fails_the_case(synthetic: Study, tmp_path: Path) -> None:
+    strict = atlas_registration.Settings(spacing_mm=4.0, shrink_factors=[4], smoothing_mm=[2.0], min_mask_dice=0.99)
+    case = Case("strict", synthetic.case.series, images={"t1c": synthetic.before_resampling["t1c"]})
+    case.labelmaps["brain_mask"] = synthetic.case.labelmaps["brain_mask"]
+    with pytest.raises(CaseError, match=r"atlas registration of series .* failed: .* Dice"):
+        AtlasRegistration(strict, context(tmp_path))(case)
+    assert ATLAS not in case.transforms
+    with pytest.raises(ConfigError, match="no-such-template"):
+        AtlasRegistration(atlas_registration.Settings(template="no-such-template.nii.gz"), context(tmp_path))
 
 
 def test_four_channels_are_voxel_aligned_on_the_atlas_grid(synthetic: Study) -> None:

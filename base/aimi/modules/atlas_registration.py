@@ -3,7 +3,9 @@
 The skull-stripped reference role (T1c) is registered to the brain-masked template: a similarity stage (rotation,
 translation, one scale) from centred brain masses, then a full affine from there. `transforms["atlas"]` maps atlas
 points to reference points; `labelmaps["atlas"]` is the template's brain mask on the output grid (`spacing_mm`),
-the grid AtlasResampler puts every contrast on. The template `mni152` is nilearn's bundled MNI ICBM152 2009a.
+the grid AtlasResampler puts every contrast on. The template `mni152` is nilearn's bundled MNI ICBM152 2009a. A
+registration whose brain mask, carried to the atlas, overlaps the template's brain mask less than `min_mask_dice`
+fails the case rather than handing nnU-Net a brain in the wrong place.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from aimi.brain.registration import Schedule, register
 from aimi.brain.spaces import ATLAS, resample
 from aimi.brain.template import MNI152, grid_at, load_template, on_grid
 from aimi.case import Case
-from aimi.module import CaseError, Module
+from aimi.context import RunContext
+from aimi.module import CaseError, ConfigError, Module
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,15 @@ class Settings:
     smoothing_mm: list[float] = field(default_factory=lambda: [2.0, 1.0, 0.0])
     iterations: int = 100  # per level and stage
     samples: int = 50_000  # metric samples per resolution level
+    min_mask_dice: float = 0.7  # the case fails when the brain mask, in the atlas, overlaps the template's less
 
     def __post_init__(self) -> None:
         if self.spacing_mm <= 0:
             raise ValueError(f"spacing_mm: {self.spacing_mm} must be positive")
         if len(self.shrink_factors) != len(self.smoothing_mm):
             raise ValueError("shrink_factors and smoothing_mm need one entry per resolution level")
+        if not 0.0 <= self.min_mask_dice < 1.0:
+            raise ValueError(f"min_mask_dice: {self.min_mask_dice} must be in [0, 1)")
         if self.samples < 1000:
             raise ValueError(f"samples: {self.samples} is too few for a mutual-information metric (>= 1000)")
 
@@ -87,22 +93,36 @@ class AtlasRegistration(Module):
     writes = ("transform", "labelmap")
     Settings = Settings
 
+    def __init__(self, settings: Settings, context: RunContext) -> None:
+        """The template is loaded (and checked) once per run, before the first case."""
+        super().__init__(settings, context)
+        try:
+            self.template, self.template_mask = load_template(settings.template, settings.template_mask)
+        except (FileNotFoundError, RuntimeError) as error:
+            raise ConfigError(f"AtlasRegistration.template: {error}") from None
+        self.grid = grid_at(self.template, settings.spacing_mm)
+        mask = self.template_mask
+        self.atlas_mask = self.grid if mask is None else on_grid(mask, self.grid, sitk.sitkNearestNeighbor)
+
     def __call__(self, case: Case) -> None:
         s = self.settings
         if s.reference not in case.images:
             raise CaseError(f"case {case.id}: no {s.reference!r} image to register to the atlas")
         mask = case.labelmap(s.mask)
-        template, template_mask = load_template(s.template, s.template_mask)
-        transform, metric = register_affine(
-            template, template_mask, skull_stripped(case.images[s.reference], mask), s.schedule
-        )
-        grid = grid_at(template, s.spacing_mm)
-        atlas_mask = on_grid(template_mask, grid, sitk.sitkNearestNeighbor) if template_mask is not None else grid
-        case.transforms[ATLAS] = transform
-        case.labelmaps[ATLAS] = sitk.Cast(atlas_mask, sitk.sitkUInt8)
-        brain_in_atlas = resample(mask, grid, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
+        brain = skull_stripped(case.images[s.reference], mask)
+        transform, metric = register_affine(self.template, self.template_mask, brain, s.schedule)
+        brain_in_atlas = resample(mask, self.grid, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
+        overlap = dice(brain_in_atlas, self.atlas_mask) if self.template_mask is not None else None
         case.measurements[self.name] = {
             "metric": metric,
             "scale": float(abs(np.linalg.det(np.asarray(transform.GetMatrix()).reshape(3, 3)))) ** (1 / 3),
-            "mask_dice": dice(brain_in_atlas, atlas_mask) if template_mask is not None else None,
+            "mask_dice": overlap,
         }
+        if overlap is not None and overlap < s.min_mask_dice:
+            series = case.series[s.reference].series_uid if s.reference in case.series else s.reference
+            raise CaseError(
+                f"case {case.id}: atlas registration of series {series} failed: its brain mask overlaps the "
+                f"template's with Dice {overlap:.2f} < {s.min_mask_dice} (brain extraction or registration went wrong)"
+            )
+        case.transforms[ATLAS] = transform
+        case.labelmaps[ATLAS] = sitk.Cast(self.atlas_mask, sitk.sitkUInt8)
