@@ -12,6 +12,7 @@ from scipy import ndimage
 from aimi.brain.spaces import ATLAS, affine_of, from_atlas, from_nibabel, resample, to_atlas, to_nibabel
 from aimi.case import MAIN, Case
 from aimi.modules.labels_to_series import LabelsToSeries, Settings
+from aimi.modules.rigid_registration import initial_rigid
 from tests.brain.studies import AXIAL, SAGITTAL, context, grid, motion, rotation, series_of
 
 
@@ -98,3 +99,15 @@ def test_round_trip_through_the_atlas_differs_only_on_label_boundaries(tmp_path:
     print(f"round trip: {agreement:.4f} of label voxels unchanged, {int(differs.sum())} voxels differ")
     assert agreement > 0.97
     assert not (differs & ~near_boundary).any(), "a voxel away from any label boundary changed"
+
+
+def test_rigid_start_is_centred_on_the_reference() -> None:
+    """`identity` rotates about the reference's centre without moving; `moments` also starts at the mass shift."""
+    reference = labels_on(grid((60, 60, 40), (2.0, 2.0, 2.0), AXIAL))
+    shifted = grid((60, 60, 40), (2.0, 2.0, 2.0), AXIAL, centre=(20.0, -8.0, 30.0))
+    moved = resample(reference, shifted, motion((0.0, 0.0, 0.0), (-20.0, 10.0, -12.0)), sitk.sitkNearestNeighbor)
+    centre = reference.TransformContinuousIndexToPhysicalPoint([29.5, 29.5, 19.5])
+    identity = initial_rigid(reference, moved, "identity")
+    assert np.allclose(identity.GetCenter(), centre) and np.allclose(identity.GetTranslation(), 0.0)
+    moments = initial_rigid(sitk.Cast(reference, sitk.sitkFloat32), sitk.Cast(moved, sitk.sitkFloat32), "moments")
+    assert np.allclose(moments.GetTranslation(), (20.0, -10.0, 12.0), atol=0.5)
