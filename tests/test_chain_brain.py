@@ -37,9 +37,10 @@ FAST = ("--set", "AtlasRegistration.spacing_mm=2",
         "--set", "RigidRegistration.shrink_factors=[4,2]", "--set", "RigidRegistration.smoothing_mm=[2.0,1.0]",
         "--set", "AtlasRegistration.shrink_factors=[4,2]", "--set", "AtlasRegistration.smoothing_mm=[2.0,1.0]")
 #: What the tiny model reaches on every series: the whole tumour, and the enhancing rim and oedema separately.
-#: Measured: whole tumour 0.93-0.94, oedema 0.90, enhancing rim 0.85-0.86 on every series. The necrotic core
-#: (8-9 mm radius) comes out at about half its volume (Dice 0.47-0.61): not asserted.
-MIN_DICE = {"whole tumour": 0.9, ED: 0.85, ET: 0.8}
+#: Measured over two runs (model fit and registration vary a little): whole tumour 0.92-0.94, oedema 0.87-0.90,
+#: enhancing rim 0.83-0.86 on every series. The necrotic core (8-9 mm radius) comes out at about half its volume
+#: (Dice 0.41-0.61): not asserted.
+MIN_DICE = {"whole tumour": 0.9, ED: 0.8, ET: 0.75}
 
 
 @pytest.fixture(scope="module")
