@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aimi-setup
 
+include containers/containers.mk
+
 .PHONY: setup test demo bench lint lock clean
 
 setup: $(STAMP)
@@ -17,8 +19,10 @@ $(STAMP): constraints.txt base/pyproject.toml
 	bash tests/support/v1_env.sh >/dev/null  # nnunet 1.7.1 reference env for the v1 conversion tests (outside the repo)
 	touch $@
 
+# The tests, then the container check: base and six model images built with podman and run as users run them.
 test: setup
 	$(PY) -m pytest
+	$(MAKE) container-test
 
 demo: setup
 	$(PY) -m aimi.demo --out demo-output
@@ -29,12 +33,15 @@ bench: setup
 	$(PY) -m pip install -q -c constraints.txt -e 'base[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: setup
+lint: setup hadolint compose-check
 	$(VENV)/bin/ruff check base tests
 
-# Re-pin after changing dependencies: the frozen versions of a working environment become the lock.
+# Re-pin after changing dependencies: every installed distribution of a working environment becomes the lock
+# (importlib.metadata, unlike pip freeze, also lists setuptools and argparse, which the images install).
+export LOCK_PY := import importlib.metadata as m; names = {d.metadata['Name']: d.version for d in m.distributions()}; \
+	print('\n'.join(sorted((f'{n}=={v}' for n, v in names.items() if n not in ('aimi', 'pip')), key=str.lower)))
 lock: setup
-	@{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^aimi'; } > constraints.new
+	@{ sed -n '1,2p' constraints.txt; $(PY) -c "$$LOCK_PY"; } > constraints.new
 	mv constraints.new constraints.txt
 
 clean:
