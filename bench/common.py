@@ -153,7 +153,7 @@ def format_table(results: Sequence[StageResult]) -> str:
     for result in results:
         for row in result.rows:
             ratio = row.ratio()
-            shown = f"{ratio:.1f}x" if ratio is not None and result.equal else ("n/a" if ratio is None else
+            shown = f"{ratio:.3g}x" if ratio is not None and result.equal else ("n/a" if ratio is None else
                                                                                    "withheld: outputs differ")
             lines.append(f"| {row.stage} | {_value(row.incumbent, row.unit)} | {_value(row.project, row.unit)} "
                          f"| {shown} | {row.target} |")
