@@ -5,7 +5,7 @@
 #   --test-weights  bake `aimi testmodel` tiny models (tag :test) instead of the Zenodo weights (tag :VERSION, :latest)
 #   --base-image    what Dockerfile.base builds FROM (default: its CUDA image; CI: containers/standin-base.sh)
 #   --offline       never pull (--pull=never): every FROM must be local
-#   AIMI_TEST_STEPS training steps of the test models (default: aimi testmodel's)
+#   AIMI_TEST_MIN_DICE quality target of the test models (default: aimi testmodel's)
 set -euo pipefail
 # shellcheck source=containers/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -76,6 +76,6 @@ for name in "${names[@]}"; do
     ((test_weights)) || digests="$("$python" containers/weights_sha256.py "models/$name/manifest.toml")"
     build "$name" "models/$name/Dockerfile" "${tags[@]}" -- \
         --build-arg "AIMI_BASE=aimi/base:$AIMI_VERSION" --build-arg "AIMI_TEST_WEIGHTS=$test_weights" \
-        --build-arg "WEIGHTS_SHA256=$digests" --build-arg "AIMI_TEST_STEPS=${AIMI_TEST_STEPS:-}"
+        --build-arg "WEIGHTS_SHA256=$digests" --build-arg "AIMI_TEST_MIN_DICE=${AIMI_TEST_MIN_DICE:-}"
 done
 "$engine" images --filter reference='aimi/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2

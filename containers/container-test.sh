@@ -9,8 +9,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$AIMI_ROOT"
 
 start=$SECONDS
-# Fewer training steps than `aimi testmodel` (150): the checks need a valid SEG, and each model image trains its own.
-export AIMI_TEST_STEPS="${AIMI_TEST_STEPS:-60}"
+# A lower quality target than `aimi testmodel`'s 0.9: the checks need a valid SEG in which every label is found, not
+# a good one, and each model image fits its own.
+export AIMI_TEST_MIN_DICE="${AIMI_TEST_MIN_DICE:-0.5}"
 eval "$(containers/podman-setup.sh)"
 standin="$(containers/standin-base.sh)"
 echo "== stand-in base $standin ready after $((SECONDS - start)) s" >&2

@@ -13,9 +13,9 @@ import shutil
 import sys
 
 from aimi.models import load_model
-from aimi.testmodel import DEFAULT_STEPS, build_test_model
-from aimi.testmodel_cli import TESTMODEL_FILE, spec_for
-from aimi.weights import default_weights_dir, fetch, model_folder, v1_folder, verify, write_provenance
+from aimi.testmodel import QualityTarget
+from aimi.testmodel_cli import build_for_model, quality_summary
+from aimi.weights import default_weights_dir, fetch, v1_folder, verify
 
 
 def parse_digests(text: str) -> dict[str, str]:
@@ -50,18 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model")
     parser.add_argument("--test-weights", default="0", choices=("0", "1"), help="1: bake a tiny test model")
     parser.add_argument("--sha256", default="", help="'id=sha256,...' as the image label carries it")
-    parser.add_argument("--test-steps", default="", help=f"training steps of a test model (default {DEFAULT_STEPS})")
+    parser.add_argument("--test-min-dice", default="",
+                        help=f"quality a test model is fitted to (default {QualityTarget.min_dice}, as aimi testmodel)")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     weights_dir = default_weights_dir()
     if args.test_weights == "1":
-        # As `aimi testmodel`, with a step count CI can lower: the container checks need a valid SEG, not a good one.
-        steps = int(args.test_steps or DEFAULT_STEPS)
-        for entry in model.manifest.weights:
-            folder = build_test_model(spec_for(model, entry.id), model_folder(weights_dir, model.manifest, entry),
-                                      steps=steps)
-            write_provenance(folder, url="", file=TESTMODEL_FILE, sha256="")
-            print(f"test model ({steps} steps): {folder}")
+        # As `aimi testmodel`, with a target CI can lower: the container checks need a valid SEG, not a good one.
+        target = QualityTarget(min_dice=float(args.test_min_dice or QualityTarget.min_dice))
+        for folder in build_for_model(model, weights_dir, target):
+            print(quality_summary(folder))
         return 0
     expected = expected_digests(model.manifest, parse_digests(args.sha256))
     for folder in fetch(model.manifest, weights_dir, progress=False):  # verifies each archive against the manifest

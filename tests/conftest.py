@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,23 @@ from aimi.testmodel_cli import build_for_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
+#: AIMI_TEST_MKLDNN=0 runs torch without its oneDNN kernels: with OMP_NUM_THREADS, a stand-in on one machine for
+#: another CPU's float arithmetic (the tests must not depend on it).
+MKLDNN_SWITCH = "AIMI_TEST_MKLDNN"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(MKLDNN_SWITCH) == "0":
+        import torch
+
+        torch.backends.mkldnn.enabled = False
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import torch
+
+    return (f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+            f"oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'} ({MKLDNN_SWITCH}=0 turns it off)")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from aimi.dicom.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom,
 from aimi.models import load_model
 from aimi.phantoms import write_phantom_series
 from aimi.testmodel_cli import spec_for
-from tests.support.chains import decoded_labels, dice, exported_labels, run_chain, sorted_by_position
+from tests.support.chains import decoded_labels, exported_labels, run_chain, sorted_by_position
 from tests.support.validators import dciodvfy_errors
 
 MODEL = "bamf_nnunet_ct_kidney"
@@ -23,7 +23,6 @@ SEGMENTS = {  # MODELS.md: label -> (SegmentLabel, property type code, category 
     2: ("Tumor", "4147007", "49755003"),
     3: ("Cyst", "367643001", "49755003"),
 }
-MIN_DICE = {1: 0.9, 2: 0.75, 3: 0.75}  # measured 0.96 / 0.86 / 0.82 for the tiny stand-in model
 INTENSITIES = spec_for(load_model(MODEL), "kidney").intensities
 
 
@@ -85,8 +84,8 @@ def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_se
         assert dciodvfy_errors(seg_path) == []
         labels = decoded(seg_path, files)
         np.testing.assert_array_equal(labels, exported_labels(seg_path))
-        for value, minimum in MIN_DICE.items():  # the tiny model finds the phantom's kidneys and lesions
-            assert dice(labels == value, true_labels == value) >= minimum, (case["id"], value)
+        assert labels.shape == true_labels.shape  # one frame per source slice (how well the tiny model segments is
+        # tests/test_testmodel.py's subject; geometry through dcm2niix, exactly: tests/modules/test_seg_geometry.py)
 
 
 def test_seg_header_and_segments_follow_the_model_table(three_series_run):

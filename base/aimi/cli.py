@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from aimi.app import EXIT_OK, EXIT_USAGE, run_model
+from aimi.app import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, run_model
 from aimi.batch.cli import add_parser as add_batch_parser
 from aimi.batch.cli import run as run_batch
 from aimi.evaluate.cli import add_parser as add_evaluate_parser
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     testmodel = commands.add_parser("testmodel", help="build a tiny real nnU-Net v2 model with MODEL's channels/labels")
     testmodel.add_argument("model")
     testmodel.add_argument("out", type=Path, help="a weights folder: the model lands in OUT/<model>/<weights id>/")
+    testmodel.add_argument("--min-dice", type=float, help="fit until every label reaches this Dice on each fresh "
+                           "validation case (default 0.9)")
+    testmodel.add_argument("--max-steps", type=int, help="step budget; the build fails naming the label short of "
+                           "the target (default 2000)")
 
     add_evaluate_parser(commands)
     add_batch_parser(commands)
@@ -84,10 +88,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _convert(args.src, args.dst, args.force)
     if args.command == "weights":
         return _weights(args.action, args.model, weights_dir)
-    from aimi.testmodel_cli import build_for_model
+    return _testmodel(args.model, args.out, {"min_dice": args.min_dice, "max_steps": args.max_steps})
 
-    for path in build_for_model(load_model(args.model), args.out):
-        print(path)
+
+def _testmodel(model: str, out: Path, overrides: dict[str, float | None]) -> int:
+    from aimi.testmodel import QualityTarget, TestModelQualityError  # torch: imported only when needed
+    from aimi.testmodel_cli import build_for_model, quality_summary
+
+    target = QualityTarget(**{key: value for key, value in overrides.items() if value is not None})
+    try:
+        built = build_for_model(load_model(model), out, target)
+    except TestModelQualityError as error:
+        print(f"aimi testmodel: {error}", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    for path in built:
+        print(quality_summary(path))
     return EXIT_OK
 
 

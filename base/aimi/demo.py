@@ -14,7 +14,7 @@ from pathlib import Path
 from aimi.dicom.synthetic import StudyInfo
 from aimi.models import load_model
 from aimi.phantoms import write_phantom_series
-from aimi.testmodel_cli import build_for_model, spec_for
+from aimi.testmodel_cli import build_for_model, quality_summary, spec_for
 from aimi.weights import WeightsMissing, require_weights
 
 MODEL = "bamf_nnunet_ct_kidney"
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         require_weights(weights, model.manifest)
     except WeightsMissing:
         print(f"building a tiny real nnU-Net v2 kidney model in {weights} (stands in for the Zenodo weights)")
-        build_for_model(model, weights)
+        for folder in build_for_model(model, weights):
+            print(quality_summary(folder))
     command = [sys.executable, "-m", "aimi.cli", "run", MODEL, "-i", str(inputs), "-o", str(outputs),
                "--weights", str(weights), "--set", "DataOrganizer.qc_png=true",
                "--set", "DataOrganizer.labelmap_format=nrrd"]

@@ -1,10 +1,15 @@
-"""Tiny but real nnU-Net v2 model folders, fitted in seconds on a CPU.
+"""Tiny but real nnU-Net v2 model folders, fitted in seconds on a CPU until they meet a stated quality.
 
 They stand in for the Zenodo weights in tests, demos and container tests: the folder has the layout, the
 `dataset.json`, the `plans.json` and the `fold_<k>/checkpoint_final.pth` that nnunetv2's `nnUNetPredictor`
 reads, the network is built by nnunetv2's own `nnUNetTrainer.build_network_architecture`, and it is fitted on
 `synthetic_case` volumes normalised by nnunetv2's own normalisation classes, so a phantom made of the same
 intensities is segmented through the exact inference path of the real models.
+
+Quality: fitting stops when every label reaches `QualityTarget.min_dice` on each fresh validation case, predicted
+by nnunetv2's predictor; a build that cannot get there within the step budget raises TestModelQualityError. A fixed
+step count would not do: another CPU's float arithmetic takes training elsewhere. `QUALITY_FILE` records what was
+reached, so tests can assert exactly what was guaranteed.
 
 Label values: nnU-Net (labels, not regions) predicts the *index* of a label in the sorted list of the
 dataset.json label values. For contiguous labels (0, 1, 2, ...) index and value agree; for BraTS-style
@@ -20,10 +25,10 @@ non-zero region).
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +43,22 @@ PLANS_NAME = "nnUNetPlans"
 BLOB_RADIUS_MM = (10.0, 20.0)
 #: Noise standard deviation as a fraction of the spread of the class intensities in a channel.
 NOISE_FRACTION = 0.05
+#: ... and at most this fraction of the smallest gap between two class intensities.
+GAP_NOISE_FRACTION = 0.25
 SECOND_BLOB_PROBABILITY = 0.5
 N_STAGES = 4
 CONVS_PER_STAGE = 1
 FEATURES_PER_STAGE = (8, 16, 32, 32)
-DEFAULT_STEPS = 150
 BATCH_SIZE = 2
 LEARNING_RATE = 1e-2
+WARMUP_STEPS = 20
+GRADIENT_CLIP = 12.0  # nnU-Net's own gradient-norm clip
+#: The record of what a built model reached, beside its dataset.json.
+QUALITY_FILE = "testmodel-quality.json"
+#: Validation cases are drawn from their own random stream, never from the training one.
+VALIDATION_STREAM = 7919
+#: Validation cases are this many patches along each axis: the sliding window stitches several tiles, as in use.
+VALIDATION_PATCHES = 2
 SCENES = ("blobs", "brain")
 #: Label names of the BraTS tumour sub-regions: a spec with exactly these is fitted on the brain scene.
 BRAIN_LABELS = frozenset({"background", "NCR", "ED", "ET"})
@@ -57,6 +71,38 @@ CORE_FRACTION = (0.45, 0.7)
 TUMOUR_PROBABILITY = 0.85
 #: Case-to-case spread of tissue signal (bias-field residue, scanner differences), as a fraction.
 TISSUE_JITTER = 0.08
+
+
+class TestModelQualityError(RuntimeError):
+    """The step budget ran out before every label reached the quality target."""
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class QualityTarget:
+    """When fitting stops: every label reaches `min_dice` on every one of `validation_cases` fresh cases.
+
+    Checked every `check_every` steps through nnunetv2's own predictor (sliding window, no mirroring: what the
+    tests run); after `max_steps` without reaching it the build fails, naming the label and the Dice it reached.
+    A fixed step count would give a model whose quality depends on the CPU's float arithmetic.
+    """
+
+    __test__ = False
+
+    min_dice: float = 0.9
+    check_every: int = 25
+    max_steps: int = 2000
+    validation_cases: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_dice <= 1.0:
+            raise ValueError(f"min_dice must lie in [0, 1], got {self.min_dice}")
+        if self.check_every < 1 or self.max_steps < self.check_every or self.validation_cases < 1:
+            raise ValueError(f"need 1 <= check_every <= max_steps and validation_cases >= 1, got {self}")
+
+
+DEFAULT_TARGET = QualityTarget()
 
 
 @dataclass(frozen=True)
@@ -102,10 +148,14 @@ class TestModelSpec:
         return sorted(self.labels.values())
 
     def noise_std(self) -> np.ndarray:
-        """Per-channel noise level, so every channel has the same contrast-to-noise ratio."""
+        """Per-channel noise level: a fraction of the spread of the class intensities (the same contrast-to-noise
+        ratio in every channel), at most a fraction of the smallest gap between two classes, so that many classes
+        on one channel (liver's ten) stay as separable as few."""
         table = np.array([self.intensities[v] for v in self.label_values], dtype=np.float64)
         spread = table.max(axis=0) - table.min(axis=0)
-        return np.maximum(spread * NOISE_FRACTION, 1.0)
+        gaps = np.diff(np.sort(table, axis=0), axis=0)
+        smallest_gap = np.where(gaps > 0, gaps, np.inf).min(axis=0)
+        return np.maximum(np.minimum(spread * NOISE_FRACTION, smallest_gap * GAP_NOISE_FRACTION), 1.0)
 
 
 def synthetic_case(spec: TestModelSpec, shape: tuple[int, int, int],
@@ -197,19 +247,75 @@ def _free_ellipsoid(labels: np.ndarray, grid: list[np.ndarray], spacing: tuple[f
     return None
 
 
-def build_test_model(spec: TestModelSpec, out: Path, *, steps: int = DEFAULT_STEPS, seed: int = 0) -> Path:
-    """Write a loadable nnU-Net v2 model folder for `spec` under `out` and return it; deterministic for a seed."""
+def build_test_model(spec: TestModelSpec, out: Path, *, target: QualityTarget = DEFAULT_TARGET,
+                     seed: int = 0) -> Path:
+    """Write a loadable nnU-Net v2 model folder for `spec` at `out` and return it; deterministic for a seed.
+
+    Every fold is fitted until it meets `target` (else TestModelQualityError, and no folder); what each reached is
+    written to `QUALITY_FILE` in the folder. The folder appears whole (built beside it, then renamed). Torch's
+    thread setting (OMP_NUM_THREADS) is left as the caller has it.
+    """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _write_model(spec, partial, target, seed)
+        shutil.rmtree(out, ignore_errors=True)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def _write_model(spec: TestModelSpec, folder: Path, target: QualityTarget, seed: int) -> None:
     dataset_json = _dataset_json(spec)
     plans = _plans(spec)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-    (out / "plans.json").write_text(json.dumps(plans, indent=2))
-    with _torch_threads(min(len(os.sched_getaffinity(0)), 8)):
-        for fold in spec.folds:
-            network = _fit(spec, plans, dataset_json, steps=steps, seed=seed + fold)
-            _save_checkpoint(out / f"fold_{fold}" / "checkpoint_final.pth", network, plans, dataset_json, fold)
-    return out
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    (folder / "plans.json").write_text(json.dumps(plans, indent=2))
+    folds = {}
+    for fold in spec.folds:
+        network, reached = _fit(spec, plans, dataset_json, target=target, seed=seed + fold)
+        _save_checkpoint(folder / f"fold_{fold}" / "checkpoint_final.pth", network, plans, dataset_json, fold)
+        folds[str(fold)] = {"seed": seed + fold, **reached}
+    record = {"target": asdict(target), "validation_shape": list(validation_shape(spec)), "folds": folds,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "mkldnn": bool(torch.backends.mkldnn.enabled)}
+    (folder / QUALITY_FILE).write_text(json.dumps(record, indent=2))
+
+
+def read_quality(folder: Path) -> dict:
+    """The quality record `build_test_model` wrote into `folder`."""
+    return json.loads((Path(folder) / QUALITY_FILE).read_text())
+
+
+def validation_shape(spec: TestModelSpec) -> tuple[int, int, int]:
+    return tuple(VALIDATION_PATCHES * p for p in spec.patch_size)  # type: ignore[return-value]
+
+
+def validation_cases(spec: TestModelSpec, seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The fresh cases a fold fitted from `seed` is judged on: (image, labels) each holding every label.
+
+    A stream of its own (never the training one), so a test can draw the same cases again and re-measure.
+    """
+    rng = np.random.default_rng([seed, VALIDATION_STREAM])
+    cases = []
+    for _ in range(100 * count):
+        image, labels = synthetic_case(spec, validation_shape(spec), rng)
+        if set(np.unique(labels)) == set(spec.label_values):  # the brain scene may draw no tumour
+            cases.append((image, labels))
+        if len(cases) == count:
+            return cases
+    raise ValueError(f"{spec.dataset_name}: cannot draw {count} validation cases holding every label")
+
+
+def dice_per_label(prediction: np.ndarray, truth: np.ndarray, values: list[int]) -> dict[int, float]:
+    """Dice of each label value; 1.0 where both are empty."""
+    scores = {}
+    for value in values:
+        predicted, true = prediction == value, truth == value
+        total = int(predicted.sum() + true.sum())
+        scores[value] = 1.0 if total == 0 else 2.0 * float((predicted & true).sum()) / total
+    return scores
 
 
 def _dataset_json(spec: TestModelSpec) -> dict:
@@ -302,19 +408,12 @@ def _plans(spec: TestModelSpec) -> dict:
     }
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Use the cores we have for fitting, and leave the caller's torch thread setting as it was."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _fit(spec: TestModelSpec, plans: dict, dataset_json: dict, *, target: QualityTarget,
+         seed: int) -> tuple[torch.nn.Module, dict]:
+    """Build the network the way the predictor will and fit it with nnU-Net's Dice+CE loss until it meets `target`.
 
-
-def _fit(spec: TestModelSpec, plans: dict, dataset_json: dict, *, steps: int, seed: int) -> torch.nn.Module:
-    """Build the network the way the predictor will and fit it briefly with nnU-Net's Dice+CE loss."""
+    Returns the network and what it reached: steps taken and the worst validation Dice of each label (by name).
+    """
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -330,34 +429,97 @@ def _fit(spec: TestModelSpec, plans: dict, dataset_json: dict, *, steps: int, se
     loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
                           weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
     optimizer = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
-                                                   pct_start=0.15)
-    network.train()
-    for images, targets in _batches(spec, plans, rng, steps):
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, target))
+    judge = _Validator(spec, plans_manager, dataset_json, network, validation_cases(spec, seed,
+                                                                                    target.validation_cases))
+    worst: dict[int, float] = {}
+    for step, (images, targets) in enumerate(_batches(spec, plans, rng, target.max_steps), start=1):
+        network.train()
         optimizer.zero_grad(set_to_none=True)
         loss(network(torch.from_numpy(images)), torch.from_numpy(targets)).backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
         optimizer.step()
         schedule.step()
-    return network.eval()
+        if step % target.check_every == 0:
+            worst = judge.worst_dice()
+            if min(worst.values()) >= target.min_dice:
+                return network.eval(), {"steps": step, "min_dice": _by_name(spec, worst)}
+    value, reached = min(worst.items(), key=lambda item: item[1])
+    raise TestModelQualityError(
+        f"test model {spec.dataset_name}: after {target.max_steps} steps label {_name_of(spec, value)!r} "
+        f"(value {value}) reaches Dice {reached:.3f} on its worst validation case, below the target "
+        f"{target.min_dice}; every label: {_by_name(spec, worst)}")
+
+
+def _learning_rate_factor(step: int, target: QualityTarget) -> float:
+    """Linear warm-up, then nnU-Net's polynomial decay over the step budget."""
+    if step < WARMUP_STEPS:
+        return (step + 1) / WARMUP_STEPS
+    return (1.0 - step / (target.max_steps + 1)) ** 0.9
+
+
+def _name_of(spec: TestModelSpec, value: int) -> str:
+    return next(name for name, v in spec.labels.items() if v == value)
+
+
+def _by_name(spec: TestModelSpec, scores: dict[int, float]) -> dict[str, float]:
+    return {_name_of(spec, value): round(score, 4) for value, score in scores.items()}
+
+
+class _Validator:
+    """nnunetv2's predictor around the network being fitted: the inference path the saved model will take."""
+
+    def __init__(self, spec: TestModelSpec, plans_manager: object, dataset_json: dict, network: torch.nn.Module,
+                 cases: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        self.spec = spec
+        self.cases = cases
+        self.predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=False, perform_everything_on_device=False,
+                                         device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+        self.predictor.manual_initialization(
+            network, plans_manager, plans_manager.get_configuration(CONFIGURATION),  # type: ignore[attr-defined]
+            [network.state_dict()], dataset_json, TRAINER_NAME, (0, 1, 2))
+
+    def worst_dice(self) -> dict[int, float]:
+        """Per foreground label value: the lowest Dice over the validation cases."""
+        values = self.spec.label_values[1:]
+        worst = dict.fromkeys(values, 1.0)
+        for image, labels in self.cases:
+            try:
+                prediction = self.predictor.predict_single_npy_array(image, {"spacing": list(self.spec.spacing)})
+            except RuntimeError as error:  # logits beyond float16, which nnunetv2 sums tiles in: unusable yet
+                if "inf in predicted array" not in str(error):
+                    raise
+                return dict.fromkeys(values, 0.0)
+            scores = dice_per_label(np.asarray(prediction), np.searchsorted(self.spec.label_values, labels),
+                                    list(range(1, len(values) + 1)))
+            for index, value in enumerate(values, start=1):
+                worst[value] = min(worst[value], scores[index])
+        return worst
 
 
 def _batches(spec: TestModelSpec, plans: dict, rng: np.random.Generator,
              steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Random crops of fresh, normalised synthetic cases a little larger than a patch, with label-index targets.
+    """Random, randomly mirrored crops of fresh, normalised synthetic cases a little larger than a patch, with
+    label-index targets.
 
-    Small cases put every label into nearly every patch, so each class's Dice term has a target in every batch.
+    Small cases put every label into nearly every patch, so each class's Dice term has a target in every batch;
+    mirroring (as nnU-Net's own training does) keeps the model indifferent to the axis directions a converter picks.
     """
     patch = np.array(spec.patch_size)
     for _ in range(steps):
         images, targets = [], []
         for _ in range(BATCH_SIZE):
-            shape = tuple(int(s) for s in rng.integers(patch, patch * 3 // 2 + 1))
+            shape = tuple(int(s) for s in rng.integers(patch, VALIDATION_PATCHES * patch + 1))
             image, labels = synthetic_case(spec, shape, rng)
             start = rng.integers(0, np.array(shape) - patch + 1)
             crop = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch, strict=True))
-            images.append(_normalize_like_nnunet(image, plans)[(slice(None), *crop)])
-            targets.append(np.searchsorted(spec.label_values, labels[crop])[None])
-        yield np.stack(images), np.stack(targets).astype(np.float32)
+            flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
+            image = np.flip(_normalize_like_nnunet(image, plans)[(slice(None), *crop)], [a + 1 for a in flips])
+            images.append(image)
+            targets.append(np.flip(np.searchsorted(spec.label_values, labels[crop]), flips)[None])
+        yield np.ascontiguousarray(np.stack(images)), np.ascontiguousarray(np.stack(targets).astype(np.float32))
 
 
 def _normalize_like_nnunet(image: np.ndarray, plans: dict) -> np.ndarray:

@@ -1,11 +1,12 @@
-"""`aimi testmodel MODEL OUT`: a tiny real model per manifest weights entry, laid out like fetched weights."""
+"""`aimi testmodel MODEL OUT`: a tiny real model per manifest weights entry, laid out like fetched weights, each
+fitted until it meets a stated quality (`QualityTarget`) and saying what it reached."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from aimi.models import ModelFolder
-from aimi.testmodel import TestModelSpec, build_test_model
+from aimi.testmodel import DEFAULT_TARGET, QualityTarget, TestModelSpec, build_test_model, read_quality
 from aimi.weights import model_folder, write_provenance
 
 TESTMODEL_FILE = "aimi-testmodel"
@@ -22,11 +23,23 @@ def spec_for(model: ModelFolder, weights_id: str) -> TestModelSpec:
     return TestModelSpec(dataset_name=dataset, channels=dict(table["channels"]), labels=labels, intensities=intensities)
 
 
-def build_for_model(model: ModelFolder, weights_dir: Path) -> list[Path]:
+def build_for_model(model: ModelFolder, weights_dir: Path, target: QualityTarget = DEFAULT_TARGET) -> list[Path]:
+    """Every weights entry of `model` as a test model under `weights_dir`; TestModelQualityError if one falls short."""
     built = []
     for entry in model.manifest.weights:
         folder = model_folder(weights_dir, model.manifest, entry)
-        build_test_model(spec_for(model, entry.id), folder)
+        build_test_model(spec_for(model, entry.id), folder, target=target)
         write_provenance(folder, url="", file=TESTMODEL_FILE, sha256="")
         built.append(folder)
     return built
+
+
+def quality_summary(folder: Path) -> str:
+    """One line per fold: steps taken and each label's worst validation Dice, against the target."""
+    record = read_quality(folder)
+    target = record["target"]
+    lines = [f"{folder}: target Dice >= {target['min_dice']} per label on {target['validation_cases']} fresh cases"]
+    for fold, reached in record["folds"].items():
+        scores = ", ".join(f"{name} {dice:.3f}" for name, dice in reached["min_dice"].items())
+        lines.append(f"  fold {fold}: met after {reached['steps']} steps; worst case per label: {scores}")
+    return "\n".join(lines)
