@@ -27,7 +27,8 @@ import SimpleITK as sitk
 
 from aimi.dicom.synthetic import voxel_centres
 from aimi.dicom.synthetic_brain import ED, ET, NCR, ROLES, BrainStudy, write_brain_study
-from tests.support.chains import decoded_labels, dice, run_chain, segment_codes
+from aimi.labelmaps import dice
+from tests.support.chains import decoded_labels, run_chain, segment_codes
 from tests.support.validators import dciodvfy_errors
 
 pytestmark = pytest.mark.slow

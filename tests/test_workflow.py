@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from aimi.errors import ConfigError
 from aimi.models import load_model
-from aimi.module import ConfigError
 from aimi.modules import registry
 from aimi.runner import check_chain
 from aimi.workflow import load_workflow, parse_overrides

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from aimi.context import RunContext, RunOptions
+from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.log import event
 from aimi.models import load_model
-from aimi.module import ConfigError
 from aimi.modules import registry
 from aimi.report import now, summary, versions, write_report
 from aimi.runner import Runner
@@ -19,7 +19,6 @@ from aimi.workflow import load_workflow, parse_overrides
 
 log = logging.getLogger("aimi.run")
 
-EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
 REPORT_NAME = "run-report.json"
 
 
@@ -67,7 +66,7 @@ def run_model(
     }
     write_report(output_dir / REPORT_NAME, report)
     event(log, "run.done", **report["summary"])
-    return EXIT_CASE_FAILED if report["summary"]["cases_failed"] else EXIT_OK
+    return EXIT_FAILED if report["summary"]["cases_failed"] else EXIT_OK
 
 
 def _failed_before_start(failure: dict[str, Any]) -> dict[str, Any]:

@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from aimi.app import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, run_model
+from aimi.app import run_model
 from aimi.batch.cli import add_parser as add_batch_parser
 from aimi.batch.cli import run as run_batch
+from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
 from aimi.log import configure
 from aimi.models import available_models, load_model
-from aimi.module import ConfigError
 from aimi.run_options import add_run_options, run_options
 from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, verify
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except FetchError as error:
         print(f"aimi: error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def _testmodel(model: str, out: Path, overrides: dict[str, float | None]) -> int
         built = build_for_model(load_model(model), out, target)
     except TestModelQualityError as error:
         print(f"aimi testmodel: {error}", file=sys.stderr)
-        return EXIT_CASE_FAILED
+        return EXIT_FAILED
     for path in built:
         print(quality_summary(path))
     return EXIT_OK
@@ -149,7 +149,7 @@ def _weights(action: str, name: str, weights_dir: Path) -> int:
         print(problem)
     if not problems:
         print(f"{name}: weights present and consistent with the manifest ({weights_dir})")
-    return 1 if problems else EXIT_OK
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 if __name__ == "__main__":

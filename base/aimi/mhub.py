@@ -7,6 +7,7 @@ import os
 import sys
 
 from aimi.cli import main as aimi_main
+from aimi.errors import EXIT_USAGE
 
 INPUT, OUTPUT = "/app/data/input_data", "/app/data/output_data"
 
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     model = os.environ.get("AIMI_MODEL")
     if not model:
         print("mhub.run: error: AIMI_MODEL is not set (it is set in every model image)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return aimi_main(["run", model, "-i", INPUT, "-o", OUTPUT, "--workflow", args.config or args.workflow, *rest])
 
 

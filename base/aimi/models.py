@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aimi.errors import ConfigError
 from aimi.manifest import Manifest, load_manifest
-from aimi.module import ConfigError
 
 
 def models_root() -> Path:

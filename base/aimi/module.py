@@ -13,14 +13,7 @@ from typing import Any, ClassVar
 
 from aimi.case import Case
 from aimi.context import RunContext
-
-
-class ConfigError(ValueError):
-    """A workflow or a setting is wrong; the message names the file, the key and the valid choices."""
-
-
-class CaseError(RuntimeError):
-    """A case cannot be completed; the message names the series and what to do about it."""
+from aimi.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

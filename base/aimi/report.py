@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aimi
+from aimi.atomic import write_atomically
 
 STACK = ("torch", "nnunetv2", "highdicom", "pydicom", "SimpleITK", "dcm2niix", "numpy")
 
@@ -44,7 +44,5 @@ def summary(cases: list[dict[str, Any]], series: list[dict[str, Any]]) -> dict[s
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Atomic: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    write_atomically(path, lambda temporary: temporary.write_text(text))

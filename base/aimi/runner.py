@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from aimi.case import Case
 from aimi.context import RunContext
+from aimi.errors import CaseError, ConfigError
 from aimi.log import event
-from aimi.module import CaseError, ConfigError, Module, SourceModule
+from aimi.module import Module, SourceModule
 from aimi.workflow import Step, Workflow
 
 log = logging.getLogger("aimi.runner")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aimi.labelmaps import dice
 from aimi.nnunet_plans import resampling_entries
 
 CONFIGURATION = "3d_fullres"
@@ -310,12 +311,7 @@ def validation_cases(spec: TestModelSpec, seed: int, count: int) -> list[tuple[n
 
 def dice_per_label(prediction: np.ndarray, truth: np.ndarray, values: list[int]) -> dict[int, float]:
     """Dice of each label value; 1.0 where both are empty."""
-    scores = {}
-    for value in values:
-        predicted, true = prediction == value, truth == value
-        total = int(predicted.sum() + true.sum())
-        scores[value] = 1.0 if total == 0 else 2.0 * float((predicted & true).sum()) / total
-    return scores
+    return {value: dice(prediction == value, truth == value) for value in values}
 
 
 def _dataset_json(spec: TestModelSpec) -> dict:

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from aimi.module import ConfigError, Module, build_settings
+from aimi.errors import ConfigError
+from aimi.module import Module, build_settings
 
 TOP_LEVEL_KEYS = ("general", "execute", "modules")
 GENERAL_KEYS = ("description", "version")

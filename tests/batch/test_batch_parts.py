@@ -16,7 +16,7 @@ from aimi.batch.ledger import Ledger
 from aimi.batch.manifest import query_manifest, read_manifest
 from aimi.batch.prefetch import Prefetcher
 from aimi.batch.sources import MEBIBYTE, IdcSource, SourceError
-from aimi.module import ConfigError
+from aimi.errors import ConfigError
 
 UIDS = ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
 

@@ -13,8 +13,9 @@ import SimpleITK as sitk
 
 from aimi.case import Case, DicomSeries
 from aimi.dicom.geometry import series_geometry, sort_by_position
+from aimi.labelmaps import dice
 from aimi.modules import atlas_registration, bias_field_corrector, brain_extractor, nifti_converter
-from aimi.modules.atlas_registration import AtlasRegistration, dice
+from aimi.modules.atlas_registration import AtlasRegistration
 from aimi.modules.bias_field_corrector import BiasFieldCorrector
 from aimi.modules.brain_extractor import BrainExtractor
 from aimi.modules.nifti_converter import NiftiConverter

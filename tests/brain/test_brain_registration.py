@@ -13,9 +13,10 @@ import SimpleITK as sitk
 
 from aimi.brain.spaces import ATLAS, resample
 from aimi.case import MAIN, Case
-from aimi.module import CaseError, ConfigError
+from aimi.errors import CaseError, ConfigError
+from aimi.labelmaps import dice
 from aimi.modules import atlas_registration, atlas_resampler, labels_to_series, rigid_registration
-from aimi.modules.atlas_registration import AtlasRegistration, dice
+from aimi.modules.atlas_registration import AtlasRegistration
 from aimi.modules.atlas_resampler import AtlasResampler
 from aimi.modules.labels_to_series import LabelsToSeries
 from aimi.modules.rigid_registration import RigidRegistration

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 from aimi.case import Case
 from aimi.context import RunContext, RunOptions
+from aimi.errors import ConfigError
 from aimi.models import load_model
-from aimi.module import ConfigError
 from aimi.modules import registry
 from aimi.modules.remap_labels import RemapLabels, mapping_by_names
 from aimi.workflow import load_workflow

@@ -11,11 +11,12 @@ import pytest
 import SimpleITK as sitk
 
 from aimi.context import RunContext, RunOptions
+from aimi.dicom.resample import on_source_grid
 from aimi.dicom.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
 from aimi.models import load_model
 from aimi.modules import registry
 from aimi.modules.dicom_importer import DicomImporter
-from aimi.modules.dseg_converter import DsegConverter, on_source_grid
+from aimi.modules.dseg_converter import DsegConverter
 from aimi.modules.nifti_converter import NiftiConverter
 from aimi.seg.reader import read_seg_masks
 from aimi.seg.writer import write_dataset_atomically
@@ -143,9 +144,9 @@ def test_label_map_on_the_source_points_in_any_axis_order_is_rearranged_exactly(
     variants = [sitk.Flip(sitk.PermuteAxes(on_source, list(order)), list(flips))
                 for order in itertools.permutations(range(3)) for flips in itertools.product((False, True), repeat=3)]
     for labelmap in variants:
-        np.testing.assert_array_equal(on_source_grid(labelmap, series), expected)
+        np.testing.assert_array_equal(on_source_grid(labelmap, series.geometry), expected)
     shifted = sitk.Image(on_source)
     shifted.SetOrigin(tuple(np.asarray(on_source.GetOrigin()) + 0.3))
     resampled = sitk.Resample(shifted, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     assert (expected > 0).sum() > 500 and len(variants) == 48
-    np.testing.assert_array_equal(on_source_grid(shifted, series), sitk.GetArrayFromImage(resampled))
+    np.testing.assert_array_equal(on_source_grid(shifted, series.geometry), sitk.GetArrayFromImage(resampled))

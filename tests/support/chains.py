@@ -51,7 +51,3 @@ def segment_codes(seg_path: Path) -> dict[int, tuple[str, str, str]]:
     return {int(s.SegmentNumber): (s.SegmentLabel, s.SegmentedPropertyTypeCodeSequence[0].CodeValue,
                                    s.SegmentedPropertyCategoryCodeSequence[0].CodeValue)
             for s in seg.SegmentSequence}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))

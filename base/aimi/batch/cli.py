@@ -13,12 +13,11 @@ from typing import Any
 from aimi.batch.engine import BatchSettings, run_batch
 from aimi.batch.manifest import query_manifest, read_manifest
 from aimi.batch.sources import IDC_BUCKETS, IdcSource, LocalSource, Source, SourceError
+from aimi.errors import EXIT_USAGE, ConfigError
 from aimi.log import configure
-from aimi.module import ConfigError
 from aimi.run_options import add_run_options, run_options
 from aimi.weights import WeightsMissing, default_weights_dir
 
-EXIT_USAGE = 2
 QUERY_MANIFEST = "manifest.txt"
 
 

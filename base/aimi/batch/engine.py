@@ -22,9 +22,9 @@ from aimi.batch.ledger import Entry, Ledger
 from aimi.batch.prefetch import Fetched, Prefetcher
 from aimi.batch.sources import Source
 from aimi.context import RunContext, RunOptions
+from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.log import event
 from aimi.models import load_model
-from aimi.module import ConfigError
 from aimi.modules import registry
 from aimi.report import now, versions, write_report
 from aimi.runner import Runner
@@ -37,7 +37,6 @@ LEDGER_NAME = "ledger.sqlite"
 REPORT_NAME = "batch-report.json"
 LOCK_NAME = ".aimi-batch.lock"
 SCRATCH_NAME = ".scratch"
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 @dataclass(frozen=True)

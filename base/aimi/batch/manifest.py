@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aimi.module import ConfigError
+from aimi.atomic import write_atomically
+from aimi.errors import ConfigError
 
 UID_COLUMN = "SeriesInstanceUID"
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -68,7 +69,5 @@ def query_manifest(client: Any, sql: str, path: Path) -> list[str]:
     uids = list(dict.fromkeys(str(uid) for uid in frame[UID_COLUMN]))
     if not uids:
         raise ConfigError("--query selected no series")
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text("".join(f"{uid}\n" for uid in uids))
-    temporary.replace(path)
+    write_atomically(path, lambda temporary: temporary.write_text("".join(f"{uid}\n" for uid in uids)))
     return uids

@@ -26,7 +26,7 @@ from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 
 from aimi.dicom.geometry import SeriesGeometry
-from aimi.module import ConfigError
+from aimi.errors import ConfigError
 
 DERIVED = ("@slices", "@obliquity_degrees")
 PRESETS_FILE = Path(__file__).with_name("selection_presets.yml")

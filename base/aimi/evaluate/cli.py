@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pydicom
 
+from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from aimi.evaluate import SegmentResult, evaluate_pair
 from aimi.evaluate import report as out
 from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QA_REQUIRED = ("SeriesInstanceUID", "AISegmentation", "CorrectedSegmentation")
 
 

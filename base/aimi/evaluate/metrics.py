@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from aimi import labelmaps
+
 #: 6-connectivity structuring element: a voxel is interior only when its face neighbours are all in the mask.
 _FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
 #: 26-connectivity: lesion voxels touching at an edge or corner are one lesion.
@@ -56,10 +58,7 @@ class Detection:
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     """2|A∩B| / (|A| + |B|); 1.0 when both are empty."""
     _check_pair(reference, prediction)
-    total = int(reference.sum()) + int(prediction.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(reference, prediction).sum()) / total
+    return labelmaps.dice(reference, prediction)
 
 
 def border(mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,9 @@ from aimi.brain.spaces import ATLAS, resample
 from aimi.brain.template import MNI152, grid_at, load_template, on_grid
 from aimi.case import Case
 from aimi.context import RunContext
-from aimi.module import CaseError, ConfigError, Module
+from aimi.errors import CaseError, ConfigError
+from aimi.labelmaps import dice
+from aimi.module import Module
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,6 @@ def register_affine(
 
 def _levels(schedule: Schedule, levels: slice) -> Schedule:
     return replace(schedule, shrink_factors=schedule.shrink_factors[levels], smoothing_mm=schedule.smoothing_mm[levels])
-
-
-def dice(a: sitk.Image, b: sitk.Image) -> float:
-    x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
-    total = int(x.sum() + y.sum())
-    return 2.0 * int((x & y).sum()) / total if total else 1.0
 
 
 class AtlasRegistration(Module):

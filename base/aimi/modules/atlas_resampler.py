@@ -13,7 +13,8 @@ import SimpleITK as sitk
 
 from aimi.brain.spaces import ATLAS, resample, to_atlas
 from aimi.case import Case
-from aimi.module import CaseError, Module
+from aimi.errors import CaseError
+from aimi.module import Module
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 

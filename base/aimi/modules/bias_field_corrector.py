@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import SimpleITK as sitk
 
 from aimi.case import Case
-from aimi.module import CaseError, Module
+from aimi.errors import CaseError
+from aimi.module import Module
 
 #: Fewest voxels an axis keeps after shrinking, so that a series of few thick slices still has a field to fit.
 MIN_SHRUNK_VOXELS = 8

@@ -22,9 +22,10 @@ from aimi.brain.spaces import array_on, resample, to_nibabel
 from aimi.brain.template import grid_at
 from aimi.case import Case
 from aimi.context import RunContext
+from aimi.device import resolve_device
+from aimi.errors import CaseError
 from aimi.log import event
-from aimi.module import CaseError, Module
-from aimi.modules.nnunet_runner import resolve_device
+from aimi.module import Module
 
 log = logging.getLogger("aimi.brain")
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from aimi.atomic import stage
 from aimi.case import Case
+from aimi.dicom.resample import on_source_grid
 from aimi.module import Module
-from aimi.modules.dseg_converter import on_source_grid
 from aimi.qc import overlay_png
 
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -60,7 +61,8 @@ class DataOrganizer(Module):
                     model=self.context.model_name, role=role,
                 )
                 target.parent.mkdir(parents=True, exist_ok=True)
-                staged.append((self._stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True)), target))
+                staged.append((stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True),
+                                     keep_extension=True), target))
                 staged.extend(self._extras(case, role, target))
         except BaseException:
             for temporary, _ in staged:
@@ -74,26 +76,15 @@ class DataOrganizer(Module):
         series = case.series[role]
         stem = seg_path.name.removesuffix(".seg.dcm")
         labelmap = case.labelmaps.get(role) or case.labelmap()
-        labels = on_source_grid(labelmap, series)
+        labels = on_source_grid(labelmap, series.geometry)
         extras = []
         if self.settings.labelmap_format != "none":
             image = sitk.GetImageFromArray(labels)
             image.CopyInformation(series.geometry.reference_image())
             target = seg_path.with_name(f"{stem}.labels.{self.settings.labelmap_format}")
-            extras.append((self._stage(target, lambda p: sitk.WriteImage(image, str(p), True)), target))
+            extras.append((stage(target, lambda p: sitk.WriteImage(image, str(p), True), keep_extension=True), target))
         if self.settings.qc_png and role in case.images:
             target = seg_path.with_name(f"{stem}.qc.png")
             writer = lambda p: overlay_png(case.images[role], labels, series.geometry, series.modality, p)  # noqa: E731
-            extras.append((self._stage(target, writer), target))
+            extras.append((stage(target, writer, keep_extension=True), target))
         return extras
-
-    @staticmethod
-    def _stage(target: Path, write: object) -> Path:
-        """Write through `write(path)` to a hidden temporary sibling; the caller renames it into place."""
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.partial{''.join(target.suffixes[-2:])}")
-        try:
-            write(temporary)  # type: ignore[operator]
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        return temporary

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from aimi.case import MAIN, Case
+from aimi.errors import CaseError
 from aimi.labelmaps import from_array, mask_of, to_array
-from aimi.module import CaseError, Module
+from aimi.module import Module
 
 LAYER_KEYS = ("labelmap", "labels", "value", "within")
 

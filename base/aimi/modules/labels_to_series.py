@@ -15,7 +15,8 @@ import SimpleITK as sitk
 
 from aimi.brain.spaces import ATLAS, from_atlas, resample
 from aimi.case import MAIN, Case
-from aimi.module import CaseError, Module
+from aimi.errors import CaseError
+from aimi.module import Module
 
 
 @dataclass(frozen=True)

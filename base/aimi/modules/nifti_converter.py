@@ -17,7 +17,8 @@ import SimpleITK as sitk
 
 from aimi.case import Case, DicomSeries
 from aimi.dicom.geometry import same_voxel_centres
-from aimi.module import CaseError, Module
+from aimi.errors import CaseError
+from aimi.module import Module
 
 
 @dataclass(frozen=True)

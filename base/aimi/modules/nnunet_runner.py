@@ -20,8 +20,10 @@ import SimpleITK as sitk
 
 from aimi.case import MAIN, Case
 from aimi.context import RunContext
+from aimi.device import resolve_device
+from aimi.errors import CaseError, ConfigError
 from aimi.log import event
-from aimi.module import CaseError, ConfigError, Module
+from aimi.module import Module
 from aimi.weights import model_folder, provenance, require_weights
 
 log = logging.getLogger("aimi.nnunet")
@@ -32,18 +34,6 @@ class Settings:
     weights: list[str] = field(default_factory=list)  # manifest weights ids; empty: every entry
     channels: dict[str, str] = field(default_factory=dict)  # dataset.json channel name -> case role
     output: str = MAIN  # label map name when one model runs; several models name theirs by weights id
-
-
-def resolve_device(requested: str) -> Any:
-    import torch
-
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is visible (run the container with --gpus all)")
-    if requested not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {requested!r}: valid choices are auto, cpu, cuda")
-    return torch.device(requested)
 
 
 def folds_in(folder: Path, requested: str) -> tuple[int, ...]:

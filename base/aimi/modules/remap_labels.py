@@ -19,8 +19,9 @@ import numpy as np
 
 from aimi.case import MAIN, Case
 from aimi.context import RunContext
+from aimi.errors import CaseError, ConfigError
 from aimi.labelmaps import from_array, to_array
-from aimi.module import CaseError, ConfigError, Module
+from aimi.module import Module
 from aimi.weights import model_folder
 
 UNMAPPED = ("background", "keep", "error")

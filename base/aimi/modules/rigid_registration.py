@@ -14,7 +14,8 @@ import SimpleITK as sitk
 
 from aimi.brain.registration import Schedule, register
 from aimi.case import Case
-from aimi.module import CaseError, Module
+from aimi.errors import CaseError
+from aimi.module import Module
 
 INITIALIZERS = {
     "identity": None,

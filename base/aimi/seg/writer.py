@@ -6,8 +6,6 @@ SEG frame references its source SOP instance (DerivationImageSequence/SourceImag
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.valuerep import PersonName
 
+from aimi.atomic import write_atomically
 from aimi.seg.segments import SegmentSpec
 
 
@@ -157,18 +156,5 @@ def _segment_description(
 
 
 def write_dataset_atomically(ds: Dataset, path: Path) -> None:
-    """Write `ds` as a DICOM file (PS3.10) so that `path` is either absent, the old file or the complete new one.
-
-    The file is written under a temporary name in the same folder (same file system, so os.replace is atomic),
-    flushed to disk, then renamed; on any failure the temporary file is removed and the error re-raised.
-    """
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            ds.save_as(stream, enforce_file_format=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Write `ds` as a DICOM file (PS3.10) so that `path` is either absent, the old file or the complete new one."""
+    write_atomically(path, lambda temporary: ds.save_as(temporary, enforce_file_format=True))

@@ -1,0 +1,19 @@
+"""The two failures every layer may raise - a wrong setup (nothing runs) and a case that cannot finish - and the
+exit status every aimi command ends with.
+
+They live apart from the module layer so that DICOM, weights and manifest code can raise them without importing it.
+"""
+
+from __future__ import annotations
+
+#: 0 everything done (skipped series are not failures); 1 a case or item failed, the others still ran;
+#: 2 a usage or configuration error (ConfigError): nothing ran.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class ConfigError(ValueError):
+    """A workflow or a setting is wrong; the message names the file, the key and the valid choices."""
+
+
+class CaseError(RuntimeError):
+    """A case cannot be completed; the message names the series and what to do about it."""
