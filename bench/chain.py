@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from aimi.case import Case, DicomSeries
-from aimi.context import RunContext, RunOptions
+from aimi.context import RunOptions
 from aimi.module import Module
-from aimi.modules import registry
-from aimi.workflow import load_workflow
+from aimi.runner import build_chain
 from bench.common import BenchError
 from bench.data import Inputs
 
@@ -16,11 +15,10 @@ ROLE = "ct"
 
 
 def modules(inputs: Inputs, output_dir: Path, labels: tuple[str, ...]) -> dict[str, Module]:
-    """The named steps of the workflow, constructed once (as the runner does) with CPU run options."""
-    workflow = load_workflow(inputs.workflow, registry())
-    context = RunContext(inputs.model.name, inputs.model.path, inputs.model.manifest, inputs.weights, output_dir,
-                         RunOptions(device="cpu"))
-    return {s.label: s.module(s.settings, context) for s in workflow.steps if s.label in labels}
+    """The named steps of the workflow, built by `build_chain` exactly as `aimi run` builds them, on the CPU."""
+    runner = build_chain(inputs.model.name, weights_dir=inputs.weights, output_dir=output_dir,
+                         options=RunOptions(device="cpu"), workflow=str(inputs.workflow))
+    return {step.label: module for step, module in runner.modules if step.label in labels}
 
 
 def discover_one(importer: Module, folder: Path) -> Case:

@@ -111,7 +111,7 @@ def _series_uid(folder: Path) -> str:
 
 def _raw_workflow(model: ModelFolder, cache: Path) -> Path:
     """The kidney chain without KeepLargestComponents: the SEG holds raw nnU-Net output, as the incumbent's does
-    (its post-processor's result is never used, ANCHORS.md defect 1), so both sides must produce the same SEG."""
+    (its post-processor's result is never used), so both sides must produce the same SEG."""
     workflow = yaml.safe_load(model.workflow_path("default").read_text())
     workflow["execute"] = [step for step in workflow["execute"]
                            if not (isinstance(step, dict) and step.get("module") == "KeepLargestComponents")]

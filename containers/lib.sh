@@ -20,7 +20,7 @@ aimi_engine() {
     fi
 }
 
-# Podman on these machines needs two fixes (ENVIRONMENT.md "Containers"): crun fails on the hybrid cgroups (use runc
+# Podman on these machines needs two fixes: crun fails on the hybrid cgroups (use runc
 # and cgroupfs), and the default ulimits exceed the hard limit. Pass both ulimits or none: a CLI --ulimit replaces them.
 aimi_podman_conf() {
     local conf="$AIMI_BUILD/containers.conf" nofile

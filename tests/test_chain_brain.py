@@ -3,7 +3,7 @@
 The study's series are acquired in different planes, resolutions and fields of view (T1c axial 1 mm in-plane,
 T1 axial 5 mm slices, T2 coronal, FLAIR sagittal); the chain registers them, extracts the brain (deepbet), goes
 to the MNI atlas, runs a tiny 4-channel nnU-Net fitted on the brain scene, and maps the labels back onto every
-series. Each of the four SEGs must reference its own series, pass dciodvfy, carry the MODELS.md codes, and put
+series. Each of the four SEGs must reference its own series, pass dciodvfy, carry the model card's codes, and put
 the tumour where it was painted on that series' grid: the centre of the segmented tumour within a few millimetres
 of the true ellipsoids' centre. That is a check of the geometry (registration, atlas, the way back onto each
 series); how well the tiny model draws the compartments depends on the CPU's arithmetic and is printed, not

@@ -18,7 +18,7 @@ from tests.support.chains import decoded_labels, exported_labels, run_chain, sor
 from tests.support.validators import dciodvfy_errors
 
 MODEL = "bamf_nnunet_ct_kidney"
-SEGMENTS = {  # MODELS.md: label -> (SegmentLabel, property type code, category code)
+SEGMENTS = {  # the model card's segments: label -> (SegmentLabel, property type code, category code)
     1: ("Kidney", "64033007", "123037004"),
     2: ("Tumor", "4147007", "49755003"),
     3: ("Cyst", "367643001", "49755003"),

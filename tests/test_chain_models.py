@@ -1,6 +1,6 @@
 """Liver CT, lung CT, prostate MR and breast MR end to end on tiny real models, and on real CT where we have it.
 
-Every chain must write a dciodvfy-clean SEG with the segments and codes of MODELS.md that equals its label map on
+Every chain must write a dciodvfy-clean SEG with the segments and codes of its model card that equals its label map on
 the source grid. How well a tiny model segments is not asserted here: it depends on the CPU's float arithmetic, and
 the builder guarantees it only on its own validation cases (tests/test_testmodel.py checks that guarantee). The
 geometry is proved exactly on known label maps (tests/modules/test_seg_geometry.py), the post-processing on exact
@@ -26,7 +26,7 @@ from tests.support.validators import dciodvfy_errors
 @dataclass(frozen=True)
 class Task:
     model: str
-    segments: dict[int, tuple[str, str, str]]  # MODELS.md: value -> (SegmentLabel, type code, category code)
+    segments: dict[int, tuple[str, str, str]]  # model card: value -> (SegmentLabel, type code, category code)
     intensities: dict[int, list[float]]  # phantom class -> intensity
     organ: int
     lesions: list[int]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aimi.errors import ConfigError
+from aimi.cli import main
+from aimi.errors import EXIT_USAGE, ConfigError
 from aimi.models import load_model
 from aimi.modules import registry
 from aimi.runner import check_chain
@@ -93,3 +94,17 @@ def test_unknown_workflow_name_lists_the_workflows():
 def test_unknown_model_lists_the_models():
     with pytest.raises(ConfigError, match=r"unknown model 'kidney'; valid models: .*bamf_nnunet_ct_kidney"):
         load_model("kidney")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--workflow", "nope"], "no workflow 'nope'; valid workflows: default"),
+    (["--set", "DsegConverter.colour=red"], "unknown setting 'colour' for DsegConverter"),
+])
+def test_aimi_run_with_a_wrong_chain_exits_2_before_making_the_output_folder(
+        options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    status = main(["run", KIDNEY.name, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                   "--weights", str(tmp_path / "weights"), *options])
+    assert status == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

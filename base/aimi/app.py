@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from aimi.context import RunContext, RunOptions
+from aimi.context import RunOptions
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.log import event
-from aimi.models import load_model
-from aimi.modules import registry
-from aimi.report import now, summary, versions, write_report
-from aimi.runner import Runner
-from aimi.weights import provenance
-from aimi.workflow import load_workflow, parse_overrides
+from aimi.report import now, report_header, summary, write_report
+from aimi.runner import build_chain
 
 log = logging.getLogger("aimi.run")
 
@@ -36,28 +31,17 @@ def run_model(
     if not input_dir.is_dir():
         raise ConfigError(f"input folder {input_dir} does not exist or is not a folder")
     started = now()
-    model = load_model(model_name)
-    chain = load_workflow(model.workflow_path(workflow), registry(), parse_overrides(assignments or []))
+    runner = build_chain(model_name, weights_dir=weights_dir, output_dir=output_dir, options=options,
+                         workflow=workflow, assignments=assignments or [])
     output_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(model.name, model.path, model.manifest, weights_dir, output_dir, options)
-    runner = Runner(chain, context)
-    discovery = runner.source.discover(input_dir)
-    event(log, "scan.done", series=len(discovery.series), cases=len(discovery.cases),
-          ignored_files=len(discovery.ignored_files))
+    discovery = runner.discover(input_dir)
     results = [r.as_dict() for r in runner.run_cases(discovery.cases)]
     results += [_failed_before_start(f) for f in discovery.failures]
+    chain, context = runner.workflow, runner.context
+    workflow_label = (str(chain.path.relative_to(context.model_dir)) if chain.path.is_relative_to(context.model_dir)
+                      else str(chain.path))
     report = {
-        "model": {
-            "name": model.name,
-            "version": model.manifest.version,
-            "workflow": str(chain.path.relative_to(model.path)) if chain.path.is_relative_to(model.path)
-            else str(chain.path),
-            "weights": {e.id: provenance(weights_dir, model.manifest, e) for e in model.manifest.weights},
-        },
-        "versions": versions(),
-        "options": asdict(options),
-        "started": started,
-        "finished": now(),
+        **report_header(context.model_name, context.manifest, weights_dir, workflow_label, options, started),
         "summary": summary(results, discovery.series),
         "series": discovery.series,
         "ignored_files": discovery.ignored_files,

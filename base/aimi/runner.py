@@ -1,6 +1,8 @@
 """Runs a validated workflow: modules built once, the chain checked before the first case, each case isolated.
 
-A failing case is recorded with the module, the series and the reason; the other cases go on (unless fail-fast).
+`build_chain` is the one way a model's chain is assembled (`aimi run`, `aimi batch`, `mhub.run` through `aimi run`,
+the bench); the runner owns discovery through the chain's first step, the source. A failing case is recorded with
+the module, the series and the reason; the other cases go on (unless fail-fast).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,16 @@ from typing import Any
 from tqdm import tqdm
 
 from aimi.case import Case
-from aimi.context import RunContext
+from aimi.context import RunContext, RunOptions
 from aimi.errors import CaseError, ConfigError
 from aimi.log import event
-from aimi.module import Module, SourceModule
-from aimi.workflow import Step, Workflow
+from aimi.models import load_model
+from aimi.module import Discovery, Module, SourceModule
+from aimi.modules import registry
+from aimi.workflow import Step, Workflow, load_workflow, parse_overrides
 
 log = logging.getLogger("aimi.runner")
+DEFAULT_OPTIONS = RunOptions()
 
 
 @dataclass
@@ -66,6 +72,15 @@ def check_chain(workflow: Workflow) -> None:
         available.update(step.module.writes)
 
 
+def build_chain(model_name: str, *, weights_dir: Path, output_dir: Path, options: RunOptions = DEFAULT_OPTIONS,
+                workflow: str = "default", assignments: Sequence[str] = ()) -> Runner:
+    """A model's workflow (a name in its config/ or a .yml path) with `--set` overrides, checked and its modules built
+    once; raises ConfigError before anything runs when the setup is wrong."""
+    model = load_model(model_name)
+    chain = load_workflow(model.workflow_path(workflow), registry(), parse_overrides(list(assignments)))
+    return Runner(chain, RunContext(model.name, model.path, model.manifest, weights_dir, output_dir, options))
+
+
 class Runner:
     def __init__(self, workflow: Workflow, context: RunContext) -> None:
         check_chain(workflow)
@@ -78,6 +93,13 @@ class Runner:
         module = self.modules[0][1]
         assert isinstance(module, SourceModule)
         return module
+
+    def discover(self, input_dir: Path) -> Discovery:
+        """The cases of `input_dir`, every series seen and every file ignored, as the chain's source finds them."""
+        discovery = self.source.discover(input_dir)
+        event(log, "scan.done", series=len(discovery.series), cases=len(discovery.cases),
+              ignored_files=len(discovery.ignored_files))
+        return discovery
 
     def run_cases(self, cases: list[Case]) -> list[CaseResult]:
         results = []

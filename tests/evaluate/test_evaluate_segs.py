@@ -29,7 +29,7 @@ REAL_SEGS = ["dcmqi/liver.dcm", "highdicom/seg_image_ct_binary.dcm", "dcmqi/part
 
 
 def kidney_segments() -> list[SegmentSpec]:
-    """The kidney model's segment table (MODELS.md), from its workflow YAML."""
+    """The kidney model's segment table, from its workflow YAML."""
     workflow = yaml.safe_load(load_model("bamf_nnunet_ct_kidney").workflow_path("default").read_text())
     return parse_segments(workflow["modules"]["DsegConverter"]["segments"], "kidney segments")
 

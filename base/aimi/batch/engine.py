@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,12 @@ from tqdm import tqdm
 from aimi.batch.ledger import Entry, Ledger
 from aimi.batch.prefetch import Fetched, Prefetcher
 from aimi.batch.sources import Source
-from aimi.context import RunContext, RunOptions
+from aimi.context import RunOptions
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.log import event
 from aimi.models import load_model
-from aimi.modules import registry
-from aimi.report import now, versions, write_report
-from aimi.runner import Runner
-from aimi.weights import provenance
-from aimi.workflow import load_workflow, parse_overrides
+from aimi.report import now, report_header, write_report
+from aimi.runner import Runner, build_chain
 
 log = logging.getLogger("aimi.batch")
 
@@ -102,11 +99,8 @@ def _remove_partials(output_dir: Path) -> None:
 
 
 def _build_runner(settings: BatchSettings) -> Runner:
-    model = load_model(settings.model)
-    chain = load_workflow(model.workflow_path(settings.workflow), registry(), parse_overrides(settings.assignments))
-    context = RunContext(model.name, model.path, model.manifest, settings.weights_dir, settings.output_dir,
-                         settings.options)
-    return Runner(chain, context)
+    return build_chain(settings.model, weights_dir=settings.weights_dir, output_dir=settings.output_dir,
+                       options=settings.options, workflow=settings.workflow, assignments=settings.assignments)
 
 
 def _process(ledger: Ledger, runner: Runner, todo: list[str], source: Source, settings: BatchSettings,
@@ -135,7 +129,7 @@ def _segment(runner: Runner, item: Fetched) -> Outcome:
     if item.folder is None:
         return Outcome("failed", "fetch", item.error)
     try:
-        discovery = runner.source.discover(item.folder)
+        discovery = runner.discover(item.folder)
     except Exception as error:  # an unreadable download fails this series, not the batch
         return Outcome("failed", "DicomImporter", f"{type(error).__name__}: {error}")
     cases = [case for case in discovery.cases if item.uid in {s.series_uid for s in case.series.values()}]
@@ -166,13 +160,7 @@ def _report(settings: BatchSettings, entries: list[Entry], started: str, stats: 
     states = [e.state for e in entries]
     seconds = stats["seconds"]
     return {
-        "model": {"name": model.name, "version": model.manifest.version, "workflow": settings.workflow,
-                  "weights": {e.id: provenance(settings.weights_dir, model.manifest, e)
-                              for e in model.manifest.weights}},
-        "versions": versions(),
-        "options": asdict(settings.options),
-        "started": started,
-        "finished": now(),
+        **report_header(model.name, model.manifest, settings.weights_dir, settings.workflow, settings.options, started),
         "summary": {
             "series": len(entries), **{state: states.count(state) for state in ("done", "failed", "skipped")},
             "pending": states.count("pending") + states.count("running"),

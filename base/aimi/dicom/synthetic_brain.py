@@ -10,7 +10,7 @@ each with its own field of view and centre) and written as a DICOM series with t
 one study and one frame of reference. The true tumour label map on every grid is computed from the ellipsoids at
 that grid's voxel centres, so tests can compare a SEG with the truth on its own series.
 
-Label values of the truth: 1 NCR, 2 ED, 3 ET (the output segments of MODELS.md).
+Label values of the truth: 1 NCR, 2 ED, 3 ET (the brain model's output segments).
 """
 
 from __future__ import annotations

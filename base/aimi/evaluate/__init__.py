@@ -1,10 +1,10 @@
-"""`aimi evaluate`: AI SEGs against reviewer-corrected SEGs, the paper's Technical Validation (MODELS.md).
+"""`aimi evaluate`: AI SEGs against reviewer-corrected SEGs, the paper's Technical Validation.
 
 Per case and segment: Dice, NSD at the segment's tolerance, HD95 (mm) and, for lesions (category SCT 49755003
 "Morphologically Altered Structure"), component detection. Definitions and the values for empty masks are in
 `aimi.evaluate.metrics`; SEG reading and segment pairing in `aimi.evaluate.segs`.
 
-NSD tolerances (mm), by segmented property type: breast 7 and prostate 4 (BAMF, MODELS.md); every other segment
+NSD tolerances (mm), by segmented property type: breast 7 and prostate 4 (BAMF's); every other segment
 2 mm: brain, lung, breast FGT and tumor (BAMF) and kidney and liver (no published value; 2 mm, the tolerance BAMF
 used for the other CT task). `tolerances` overrides them per SegmentLabel.
 """

@@ -1,6 +1,6 @@
 """Coded segment tables: what each label value of a model's label map means, as DICOM codes.
 
-A model's workflow YAML lists its segments under the DsegConverter settings (MODELS.md, "Segments"). Each entry
+A model's workflow YAML lists its segments under the DsegConverter settings. Each entry
 becomes one item of the SEG's SegmentSequence (Segmentation Image Module, PS3.3 C.8.20.2, whose items follow the
 Segment Description Macro), so every rule is checked here, when the YAML is read, never when a SEG is written.
 """
