@@ -72,6 +72,9 @@ def test_three_series_in_one_run_build_the_predictor_once(three_series_run):
     assert report["summary"]["cases_done"] == 3 and report["summary"]["cases_failed"] == 0
     assert len(calls) == 1
     assert report["modules"]["NNUnetRunner"]["model_loads"] == 1
+    # the options as the chain used them: the workflow's settings where no option was given (run_chain: --no-tta)
+    assert report["options"] == {"device": "auto", "folds": "all", "tta": False, "step_size": 0.5,
+                                 "keep_empty_frames": False, "fail_fast": False}
 
 
 def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_series, three_series_run):

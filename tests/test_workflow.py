@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aimi.cli import main
+from aimi.context import RunOptions
 from aimi.errors import EXIT_USAGE, ConfigError
 from aimi.models import load_model
 from aimi.modules import registry
@@ -108,3 +109,30 @@ def test_aimi_run_with_a_wrong_chain_exits_2_before_making_the_output_folder(
     assert status == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_run_options_override_the_settings_of_the_steps_that_have_them_and_set_overrides_them(tmp_path: Path):
+    """A workflow pins a setting per step; a given run option overrides it; `--set` overrides both."""
+    path = write(tmp_path, KIDNEY.workflow_path("default").read_text().replace(
+        "  - NNUnetRunner\n", "  - {module: NNUnetRunner, step_size: 0.25, tta: false}\n"))
+
+    def runner_settings(options: RunOptions, assignments: tuple[str, ...] = ()) -> object:
+        chain = load_workflow(path, registry(), parse_overrides(list(assignments)), options.settings())
+        return next(step.settings for step in chain.steps if step.label == "NNUnetRunner")
+
+    pinned = runner_settings(RunOptions())
+    assert (pinned.step_size, pinned.tta, pinned.device) == (0.25, False, "auto")
+    given = runner_settings(RunOptions(step_size=0.5, device="cpu"))
+    assert (given.step_size, given.tta, given.device) == (0.5, False, "cpu")
+    assert runner_settings(RunOptions(step_size=0.5), ("NNUnetRunner.step_size=0.75",)).step_size == 0.75
+    dseg = load_workflow(path, registry(), {}, RunOptions(keep_empty_frames=True).settings()).steps
+    assert next(s.settings for s in dseg if s.label == "DsegConverter").keep_empty_frames is True
+
+
+def test_a_step_size_out_of_range_is_a_usage_error_before_anything_runs(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    status = main(["run", KIDNEY.name, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                   "--weights", str(tmp_path / "weights"), "--step-size", "0"])
+    assert status == EXIT_USAGE
+    assert "step_size: 0.0 must be in (0, 1]" in capsys.readouterr().err

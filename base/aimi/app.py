@@ -41,7 +41,8 @@ def run_model(
     workflow_label = (str(chain.path.relative_to(context.model_dir)) if chain.path.is_relative_to(context.model_dir)
                       else str(chain.path))
     report = {
-        **report_header(context.model_name, context.manifest, weights_dir, workflow_label, options, started),
+        **report_header(context.model_name, context.manifest, weights_dir, workflow_label, runner.effective_options(),
+                        started),
         "summary": summary(results, discovery.series),
         "series": discovery.series,
         "ignored_files": discovery.ignored_files,

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aimi.manifest import Manifest
+
+#: Command-line options that are module settings: each given one overrides the same-named setting of every step
+#: of the chain that has it (NNUnetRunner: device, folds, tta, step_size; BrainExtractor: device; DsegConverter:
+#: keep_empty_frames), over the workflow's value and under `--set`.
+OPTION_SETTINGS = ("device", "folds", "tta", "step_size", "keep_empty_frames")
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Run-wide options from the CLI; each module reads the ones it serves."""
+    """Run-wide options from the CLI. None: not given, the workflow's setting holds. fail_fast is the runner's own."""
 
-    device: str = "auto"
-    folds: str = "all"
-    tta: bool = True
-    step_size: float = 0.5
-    keep_empty_frames: bool = False
+    device: str | None = None
+    folds: str | None = None
+    tta: bool | None = None
+    step_size: float | None = None
+    keep_empty_frames: bool | None = None
     fail_fast: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The given options that override module settings."""
+        return {name: getattr(self, name) for name in OPTION_SETTINGS if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)

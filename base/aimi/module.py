@@ -40,6 +40,10 @@ class Module:
         raise NotImplementedError
 
 
+def setting_names(module: type[Module]) -> set[str]:
+    return {f.name for f in dataclasses.fields(module.Settings)}
+
+
 def build_settings(module: type[Module], raw: dict[str, Any], where: str) -> Any:
     """Validate `raw` against the module's Settings dataclass; errors name `where`, the key and the valid keys."""
     fields = {f.name: f for f in dataclasses.fields(module.Settings)}

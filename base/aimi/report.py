@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import aimi
 from aimi.atomic import write_atomically
-from aimi.context import RunOptions
 from aimi.manifest import Manifest
 from aimi.weights import provenance
 
@@ -29,14 +27,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def report_header(model_name: str, manifest: Manifest, weights_dir: Path, workflow: str, options: RunOptions,
+def report_header(model_name: str, manifest: Manifest, weights_dir: Path, workflow: str, options: dict[str, Any],
                   started: str) -> dict[str, Any]:
     """What every report (run, batch) opens with: the model, its weights' provenance, versions, options, times."""
     return {
         "model": {"name": model_name, "version": manifest.version, "workflow": workflow,
                   "weights": {e.id: provenance(weights_dir, manifest, e) for e in manifest.weights}},
         "versions": versions(),
-        "options": asdict(options),
+        "options": options,
         "started": started,
         "finished": now(),
     }

@@ -18,11 +18,11 @@ from typing import Any
 from tqdm import tqdm
 
 from aimi.case import Case
-from aimi.context import RunContext, RunOptions
+from aimi.context import OPTION_SETTINGS, RunContext, RunOptions
 from aimi.errors import CaseError, ConfigError
 from aimi.log import event
 from aimi.models import load_model
-from aimi.module import Discovery, Module, SourceModule
+from aimi.module import Discovery, Module, SourceModule, setting_names
 from aimi.modules import registry
 from aimi.workflow import Step, Workflow, load_workflow, parse_overrides
 
@@ -77,7 +77,8 @@ def build_chain(model_name: str, *, weights_dir: Path, output_dir: Path, options
     """A model's workflow (a name in its config/ or a .yml path) with `--set` overrides, checked and its modules built
     once; raises ConfigError before anything runs when the setup is wrong."""
     model = load_model(model_name)
-    chain = load_workflow(model.workflow_path(workflow), registry(), parse_overrides(list(assignments)))
+    chain = load_workflow(model.workflow_path(workflow), registry(), parse_overrides(list(assignments)),
+                          options.settings())
     return Runner(chain, RunContext(model.name, model.path, model.manifest, weights_dir, output_dir, options))
 
 
@@ -133,6 +134,15 @@ class Runner:
         result.status, result.module, result.error = "failed", step.label, message
         event(log, "case.failed", logging.ERROR, case=result.case_id, module=step.label, error=message)
         return result
+
+    def effective_options(self) -> dict[str, Any]:
+        """Each run option as the chain uses it: the setting of the first step that has it (else as given)."""
+        given = self.context.options
+        values = {}
+        for name in OPTION_SETTINGS:
+            holders = [step.settings for step in self.workflow.steps if name in setting_names(step.module)]
+            values[name] = getattr(holders[0], name) if holders else getattr(given, name)
+        return {**values, "fail_fast": given.fail_fast}
 
     def module_stats(self) -> dict[str, Any]:
         return {step.label: stats for step, module in self.modules if (stats := getattr(module, "stats", None))}

@@ -4,7 +4,8 @@
     execute: [DicomImporter, NiftiConverter, {module: KeepLargestComponents, count: 2}, ...]
     modules: {NNUnetRunner: {weights: [kidney]}, ...}
 
-A step's own keys override `modules.<Name>`, which `--set Name.key=value` overrides in turn.
+A step's own keys override `modules.<Name>`; run options (`--device`, ...) override the same-named setting of every
+step that has it; `--set Name.key=value` overrides them all.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from aimi.errors import ConfigError
-from aimi.module import Module, build_settings
+from aimi.module import Module, build_settings, setting_names
 
 TOP_LEVEL_KEYS = ("general", "execute", "modules")
 GENERAL_KEYS = ("description", "version")
@@ -51,7 +52,8 @@ def parse_overrides(assignments: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def load_workflow(
-    path: Path, registry: Mapping[str, type[Module]], overrides: Mapping[str, Mapping[str, Any]] | None = None
+    path: Path, registry: Mapping[str, type[Module]], overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    option_settings: Mapping[str, Any] | None = None,
 ) -> Workflow:
     """Read and validate a workflow; every error names the file, the key and the valid choices."""
     try:
@@ -73,7 +75,7 @@ def load_workflow(
     overrides = overrides or {}
     for name in overrides:
         _known_module(name, registry, "--set")
-    steps = _steps(path, raw.get("execute"), module_settings, overrides, registry)
+    steps = _steps(path, raw.get("execute"), module_settings, overrides, option_settings or {}, registry)
     return Workflow(path, str(general.get("description", "")), str(general.get("version", "")), steps)
 
 
@@ -82,6 +84,7 @@ def _steps(
     execute: Any,
     module_settings: Mapping[str, Any],
     overrides: Mapping[str, Mapping[str, Any]],
+    option_settings: Mapping[str, Any],
     registry: Mapping[str, type[Module]],
 ) -> tuple[Step, ...]:
     if not isinstance(execute, list) or not execute:
@@ -95,7 +98,8 @@ def _steps(
         if not isinstance(name, str):
             raise ConfigError(f"{where}: a step is a module name or a mapping with a 'module' key")
         module = _known_module(name, registry, where)
-        merged = {**(module_settings.get(name) or {}), **own, **overrides.get(name, {})}
+        options = {key: value for key, value in option_settings.items() if key in setting_names(module)}
+        merged = {**(module_settings.get(name) or {}), **own, **options, **overrides.get(name, {})}
         unused.discard(name)
         label = name if sum(1 for s in steps if s.module is module) == 0 else f"{name}#{index}"
         steps.append(Step(label, module, build_settings(module, merged, f"{where} ({name})")))

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,8 @@ def _report(settings: BatchSettings, entries: list[Entry], started: str, stats: 
     states = [e.state for e in entries]
     seconds = stats["seconds"]
     return {
-        **report_header(model.name, model.manifest, settings.weights_dir, settings.workflow, settings.options, started),
+        **report_header(model.name, model.manifest, settings.weights_dir, settings.workflow,
+                        runner.effective_options() if runner else asdict(settings.options), started),
         "summary": {
             "series": len(entries), **{state: states.count(state) for state in ("done", "failed", "skipped")},
             "pending": states.count("pending") + states.count("running"),

@@ -37,6 +37,7 @@ class Settings:
     threshold: float = 0.5
     dilate_voxels: int = 0
     spacing_mm: float = 1.0  # isotropic voxels deepbet sees; 0: the series' own voxels
+    device: str = "auto"  # auto (CUDA when visible), cpu or cuda; --device
 
     def __post_init__(self) -> None:
         if self.spacing_mm < 0:
@@ -52,7 +53,7 @@ class BrainExtractor(Module):
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
         super().__init__(settings, context)
-        self.device = resolve_device(context.options.device)
+        self.device = resolve_device(settings.device)
         self.extractor: Any = None
         self.loads = 0
 

@@ -32,6 +32,7 @@ class Settings:
     content_label: str = "AIMI"
     labelmap: str = MAIN
     roles: list[str] = field(default_factory=list)  # empty: a SEG for every series of the case
+    keep_empty_frames: bool = False  # frames that hold no segment are omitted unless asked; --keep-empty-frames
 
     def __post_init__(self) -> None:
         try:
@@ -63,7 +64,7 @@ class DsegConverter(Module):
             try:
                 case.segs[role] = build_seg(
                     labels, series.headers, self.segments, header,
-                    keep_empty_frames=self.context.options.keep_empty_frames,
+                    keep_empty_frames=self.settings.keep_empty_frames,
                 )
             except ValueError as error:
                 raise CaseError(f"series {series.series_uid}: cannot encode the SEG: {error}") from None

@@ -2,8 +2,8 @@
 
 nnunetv2's `nnUNetPredictor`, in-process, built once per model per run and reused for every case. Channels are
 taken from the model folder's own dataset.json and mapped to case roles by name; folds, TTA mirroring, tile step
-and device come from the run options. Several models in one chain (breast) each write a label map named after
-their weights id.
+and device are settings (the run options --folds, --no-tta, --step-size and --device set them). Several models in
+one chain (breast) each write a label map named after their weights id.
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ class Settings:
     weights: list[str] = field(default_factory=list)  # manifest weights ids; empty: every entry
     channels: dict[str, str] = field(default_factory=dict)  # dataset.json channel name -> case role
     output: str = MAIN  # label map name when one model runs; several models name theirs by weights id
+    device: str = "auto"  # auto (CUDA when visible), cpu or cuda; --device
+    folds: str = "all"  # or fold numbers such as "0,1"; --folds
+    tta: bool = True  # test-time mirroring, as the paper; --no-tta
+    step_size: float = 0.5  # sliding-window tile step, a fraction of a patch; --step-size
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.step_size <= 1.0:
+            raise ValueError(f"step_size: {self.step_size} must be in (0, 1] (a fraction of a patch)")
 
 
 def folds_in(folder: Path, requested: str) -> tuple[int, ...]:
@@ -75,11 +83,11 @@ class NNUnetRunner(Module):
         for weights_id in ids:
             manifest.entry(weights_id)
         require_weights(context.weights_dir, manifest)
-        self.device = resolve_device(context.options.device)
+        self.device = resolve_device(settings.device)
         self.models = []
         for weights_id in ids:
             folder = model_folder(context.weights_dir, manifest, manifest.entry(weights_id))
-            self.models.append(_Model(weights_id, folder, folds_in(folder, context.options.folds)))
+            self.models.append(_Model(weights_id, folder, folds_in(folder, settings.folds)))
         self.loads = 0
 
     @property
@@ -128,11 +136,10 @@ class NNUnetRunner(Module):
 
             from aimi.v1_preprocessing import use_plans_preprocessor
 
-            options = self.context.options
             predictor = nnUNetPredictor(
-                tile_step_size=options.step_size,
+                tile_step_size=self.settings.step_size,
                 use_gaussian=True,
-                use_mirroring=options.tta,
+                use_mirroring=self.settings.tta,
                 perform_everything_on_device=self.device.type == "cuda",
                 device=self.device,
                 verbose=False,
