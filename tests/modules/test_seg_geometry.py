@@ -15,6 +15,7 @@ from aimi.dicom.resample import on_source_grid
 from aimi.dicom.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
 from aimi.models import load_model
 from aimi.modules import registry
+from aimi.modules.data_organizer import DataOrganizer
 from aimi.modules.dicom_importer import DicomImporter
 from aimi.modules.dseg_converter import DsegConverter
 from aimi.modules.nifti_converter import NiftiConverter
@@ -53,7 +54,8 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     importer = DicomImporter(type(settings["DicomImporter"])(roles={"ct": [{"attribute": "Modality", "in": ["CT"]}]}),
                              context)
     return {"import": importer, "convert": NiftiConverter(settings["NiftiConverter"], context),
-            "seg": DsegConverter(settings["DsegConverter"], context)}
+            "seg": DsegConverter(settings["DsegConverter"], context),
+            "organize": DataOrganizer(settings["DataOrganizer"], context)}
 
 
 def labels_at_voxel_centres(image: sitk.Image) -> sitk.Image:
@@ -150,3 +152,20 @@ def test_label_map_on_the_source_points_in_any_axis_order_is_rearranged_exactly(
     resampled = sitk.Resample(shifted, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     assert (expected > 0).sum() > 500 and len(variants) == 48
     np.testing.assert_array_equal(on_source_grid(shifted, series.geometry), sitk.GetArrayFromImage(resampled))
+
+
+def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(modules, tmp_path: Path):
+    """No label map named `main` (a chain that names its result otherwise): the SEG is all DataOrganizer needs
+    unless a label map file or QC overlay is asked for."""
+    grid, _ = GRIDS["axial"]
+    volume, _ = sample_phantom(grid, SHAPES, -100.0)
+    write_series(volume, grid, tmp_path / "dicom")
+    [case] = modules["import"].discover(tmp_path / "dicom").cases
+    modules["convert"](case)
+    case.labelmaps["main"] = labels_at_voxel_centres(case.images["ct"])
+    modules["seg"](case)
+    case.labelmaps = {"fused": case.labelmaps["main"]}
+    modules["organize"](case)
+    [written] = case.outputs
+    assert written.name == f"{KIDNEY.name}.seg.dcm" and written.parent.name == case.id
+    assert dciodvfy_errors(written) == []

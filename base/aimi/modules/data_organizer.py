@@ -73,17 +73,22 @@ class DataOrganizer(Module):
             case.outputs.append(target)
 
     def _extras(self, case: Case, role: str, seg_path: Path) -> list[tuple[Path, Path]]:
+        """The label map and QC overlay beside the SEG, when asked for (only then is a label map needed)."""
+        wants_labels = self.settings.labelmap_format != "none"
+        wants_png = self.settings.qc_png and role in case.images
+        if not (wants_labels or wants_png):
+            return []
         series = case.series[role]
         stem = seg_path.name.removesuffix(".seg.dcm")
-        labelmap = case.labelmaps.get(role) or case.labelmap()
+        labelmap = case.labelmaps[role] if role in case.labelmaps else case.labelmap()
         labels = on_source_grid(labelmap, series.geometry)
         extras = []
-        if self.settings.labelmap_format != "none":
+        if wants_labels:
             image = sitk.GetImageFromArray(labels)
             image.CopyInformation(series.geometry.reference_image())
             target = seg_path.with_name(f"{stem}.labels.{self.settings.labelmap_format}")
             extras.append((stage(target, lambda p: sitk.WriteImage(image, str(p), True), keep_extension=True), target))
-        if self.settings.qc_png and role in case.images:
+        if wants_png:
             target = seg_path.with_name(f"{stem}.qc.png")
             writer = lambda p: overlay_png(case.images[role], labels, series.geometry, series.modality, p)  # noqa: E731
             extras.append((stage(target, writer, keep_extension=True), target))
