@@ -17,7 +17,6 @@ from pydicom.dataset import Dataset
 
 from aimi.dicom.geometry import SeriesGeometry
 
-ARTIFACT_KINDS = ("dicom", "image", "labelmap", "transform", "seg", "output")
 MAIN = "main"
 
 

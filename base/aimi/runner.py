@@ -147,10 +147,3 @@ class Runner:
     def module_stats(self) -> dict[str, Any]:
         return {step.label: stats for step, module in self.modules if (stats := getattr(module, "stats", None))}
 
-
-def describe_path(path: Path, root: Path) -> str:
-    """A path relative to the input root, for reports (never absolute host paths)."""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
@@ -94,17 +93,6 @@ def load_seg(path: Path) -> LoadedSeg:
         body_part=str(seg.get("BodyPartExamined", "")),
         segments=segments,
     )
-
-
-def referenced_series_uid(path: Path) -> str | None:
-    """The SeriesInstanceUID a SEG file segments, or None when `path` is not a readable SEG (headers only)."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (pydicom.errors.InvalidDicomError, OSError, EOFError):
-        return None
-    if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES or "ReferencedSeriesSequence" not in ds:
-        return None
-    return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
 
 
 def pair_segments(reference: LoadedSeg, prediction: LoadedSeg) -> list[SegmentPair]:
