@@ -10,9 +10,8 @@ import pytest
 
 from aimi.models import load_model
 from aimi.testmodel_cli import build_for_model
+from tests.support.data import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO / ".." / "shared" / "data"
 #: AIMI_TEST_MKLDNN=0 runs torch without its oneDNN kernels: with OMP_NUM_THREADS, a stand-in on one machine for
 #: another CPU's float arithmetic (the tests must not depend on it).
 MKLDNN_SWITCH = "AIMI_TEST_MKLDNN"

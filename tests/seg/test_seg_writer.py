@@ -18,9 +18,10 @@ from aimi.dicom.geometry import sort_by_position
 from aimi.seg.reader import read_seg_labelmap, read_seg_masks
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg, write_dataset_atomically
+from tests.support.data import SHARED_DATA
 from tests.support.validators import dciodvfy_errors
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 CT_HEAD = DATA / "ct-head-phantom-dcmqa-dicom"
 MR_SAGITTAL = DATA / "mr-head-t1-sag-dcmqa-dicom"
 DCMQI = DATA / "seg-real-examples" / "dcmqi"
