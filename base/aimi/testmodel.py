@@ -25,8 +25,8 @@ non-zero region).
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -258,7 +258,9 @@ def build_test_model(spec: TestModelSpec, out: Path, *, target: QualityTarget = 
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")  # mkdir, unlike mkdtemp, keeps the umask's mode
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
     try:
         _write_model(spec, partial, target, seed)
         shutil.rmtree(out, ignore_errors=True)
