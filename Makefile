@@ -25,7 +25,7 @@ test: setup
 	$(MAKE) container-test
 
 demo: setup
-	$(PY) -m aimi.demo --out demo-output
+	$(PY) -m aimi_testkit.demo --out demo-output
 
 # A benchmark, not a test: the incumbent chain (plastimatch, nnU-Net CLI per series, dcmqi) against ours, side by
 # side (bench/README.md). BENCH_ARGS=--quick for a 15-minute run.
@@ -34,7 +34,7 @@ bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
 
 lint: setup hadolint compose-check
-	$(VENV)/bin/ruff check base tests
+	$(VENV)/bin/ruff check base tests bench tools
 
 # Re-pin after changing dependencies: every installed distribution of a working environment becomes the lock
 # (importlib.metadata, unlike pip freeze, also lists setuptools and argparse, which the images install).

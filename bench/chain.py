@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aimi.case import Case, DicomSeries
-from aimi.context import RunOptions
-from aimi.module import Module
-from aimi.runner import build_chain
+from aimi.chain import build_chain
+from aimi.core.case import Case, DicomSeries
+from aimi.core.context import RunOptions
+from aimi.core.module import Module
 from bench.common import BenchError
 from bench.data import Inputs
 

@@ -14,11 +14,11 @@ import numpy as np
 import pydicom
 import yaml
 
-from aimi.dicom.synthetic import GridSpec, StudyInfo
 from aimi.models import ModelFolder, load_model
-from aimi.phantoms import demo_grid, write_phantom_series
-from aimi.testmodel_cli import build_for_model, spec_for
 from aimi.weights import model_folder
+from aimi_testkit.phantoms import demo_grid, write_phantom_series
+from aimi_testkit.synthetic import GridSpec, StudyInfo
+from aimi_testkit.testmodel_cli import build_for_model, spec_for
 
 MODEL = "bamf_nnunet_ct_kidney"
 WEIGHTS_ID = "kidney"

@@ -25,7 +25,7 @@ def run(inputs: Inputs, env: dict[str, str]) -> StageResult:
     with tempfile.TemporaryDirectory(prefix="aimi-bench-rss-") as work:
         command = [tool("aimi"), "run", MODEL, "-i", str(inputs.large_ct), "-o", work, "--weights",
                    str(inputs.weights), "--device", "cpu", "--no-tta"]
-        log = Path(work, "aimi.log")
+        log = Path(work, "aimi.core.log")
         started = time.perf_counter()
         with log.open("w") as stream:
             process = subprocess.Popen(command, env=env, stdout=stream, stderr=subprocess.STDOUT)

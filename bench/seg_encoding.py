@@ -19,9 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from aimi.case import MAIN, Case, DicomSeries
-from aimi.seg.reader import read_seg_masks
+from aimi.core.case import MAIN, Case, DicomSeries
 from aimi.seg.segments import SegmentSpec
+from aimi_testkit.seg_reader import read_seg_masks
 from bench.chain import ROLE, discover_one, modules, series_of
 from bench.common import BenchError, Row, StageResult, interleaved, median, run_tool, timed, tool
 from bench.data import Inputs
@@ -61,9 +61,9 @@ def _one(converter: Any, series: DicomSeries, raw_segments: list[dict[str, Any]]
         target = folder / f"aimi-{index}.seg.dcm"
 
         def encode() -> None:
-            case = Case(series.series_uid, {ROLE: series}, labelmaps={MAIN: labelmap})
+            case = Case(series.series_uid, {ROLE: series}, artifacts={MAIN: labelmap})
             converter(case)
-            case.segs[ROLE].save_as(target, enforce_file_format=True)
+            case.artifacts["segs"][ROLE].save_as(target, enforce_file_format=True)
 
         return timed(encode)[0], target
 
@@ -86,7 +86,7 @@ def _differing_voxels(seg: Path, series: DicomSeries, specs: list[SegmentSpec], 
 
 
 def decoded_labels(seg: Path, sop_uids: list[str], specs: list[SegmentSpec]) -> np.ndarray:
-    """Decode by referenced SOP instance (aimi.seg.reader) and paint the table's values; a segment the SEG leaves
+    """Decode by referenced SOP instance (the test kit's SEG reader), paint the table's values; a segment the SEG leaves
     out (dcmqi omits empty ones) is empty, a segment the table does not name is an error."""
     masks = read_seg_masks(seg, sop_uids)
     unknown = sorted(set(masks) - {spec.name for spec in specs})

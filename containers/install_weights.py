@@ -13,8 +13,8 @@ import shutil
 import sys
 
 from aimi.models import load_model
-from aimi.testmodel import QualityTarget
-from aimi.testmodel_cli import build_for_model, quality_summary
+from aimi_testkit.testmodel import QualityTarget
+from aimi_testkit.testmodel_cli import build_for_model, quality_summary
 from aimi.weights import default_weights_dir, fetch, v1_folder, verify
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aimi.models import load_model
-from aimi.testmodel_cli import build_for_model
+from aimi_testkit.testmodel_cli import build_for_model
 from tests.support.data import SHARED_DATA
 
 #: AIMI_TEST_MKLDNN=0 runs torch without its oneDNN kernels: with OMP_NUM_THREADS, a stand-in on one machine for

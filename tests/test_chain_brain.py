@@ -25,9 +25,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from aimi.dicom.synthetic import voxel_centres
-from aimi.dicom.synthetic_brain import ED, ET, NCR, ROLES, BrainStudy, write_brain_study
 from aimi.labelmaps import dice
+from aimi_testkit.synthetic import voxel_centres
+from aimi_testkit.synthetic_brain import ED, ET, NCR, ROLES, BrainStudy, write_brain_study
 from tests.support.chains import decoded_labels, run_chain, segment_codes
 from tests.support.validators import dciodvfy_errors
 

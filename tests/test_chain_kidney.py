@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from aimi.dicom.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom, write_sr, write_truncated_copy
 from aimi.models import load_model
-from aimi.phantoms import write_phantom_series
-from aimi.testmodel_cli import spec_for
+from aimi_testkit.phantoms import write_phantom_series
+from aimi_testkit.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom, write_sr, write_truncated_copy
+from aimi_testkit.testmodel_cli import spec_for
 from tests.support.chains import decoded_labels, exported_labels, run_chain, sorted_by_position
 from tests.support.validators import dciodvfy_errors
 

@@ -333,8 +333,8 @@ def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
 def test_chain_runs_on_a_converted_v1_model(converted, tmp_path, model, weights_id, task, series):
     from aimi.cli import main
     from aimi.models import load_model
-    from aimi.phantoms import write_phantom_series
-    from aimi.testmodel_cli import spec_for
+    from aimi_testkit.phantoms import write_phantom_series
+    from aimi_testkit.testmodel_cli import spec_for
     from tests.support.validators import dciodvfy_errors
 
     weights = tmp_path / "weights" / model

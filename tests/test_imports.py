@@ -1,4 +1,4 @@
-"""The product's import graph has no loop: each sub-package (aimi.dicom, aimi.modules, ...) and each top-level
+"""The product's import graph has no loop: each sub-package (aimi.dicom, aimi.registry, ...) and each top-level
 module is one node, and an import anywhere in a file (function-level ones included) is an edge."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "base" / "aimi"
 
 
 def _node(module: str) -> str:
-    """`aimi.dicom.scan` -> `aimi.dicom` (a sub-package is one node); `aimi.case` stays itself."""
+    """`aimi.dicom.scan` -> `aimi.dicom` (a sub-package is one node); `aimi.core.case` stays itself."""
     parts = module.split(".")
     return ".".join(parts[:2]) if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else module
 
@@ -29,7 +29,7 @@ def _imported(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in names if name.split(".")[0] == "aimi" and _is_module(name)}
+    return {name for name in names if name.split(".")[0] in ("aimi", "aimi_testkit") and _is_module(name)}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -64,8 +64,14 @@ def find_loop(graph: dict[str, set[str]]) -> list[str]:
 
 def test_no_import_loop_between_packages() -> None:
     graph = import_graph()
-    assert {"aimi.dicom", "aimi.modules", "aimi.case"} <= set(graph)
+    assert {"aimi.core", "aimi.io", "aimi.inference", "aimi.postprocess", "aimi.brain", "aimi.dicom"} <= set(graph)
     assert find_loop(graph) == []
+
+
+def test_the_product_does_not_import_the_test_kit_outside_the_testmodel_command() -> None:
+    users = {source for source, targets in import_graph().items()
+             if any(target.startswith("aimi_testkit") for target in targets)}
+    assert users == {"aimi.cli"}
 
 
 def test_the_loop_finder_finds_a_loop() -> None:

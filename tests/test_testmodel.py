@@ -15,7 +15,8 @@ import torch
 
 from aimi.cli import main
 from aimi.models import load_model
-from aimi.testmodel import (
+from aimi.weights import model_folder
+from aimi_testkit.testmodel import (
     QualityTarget,
     TestModelQualityError,
     TestModelSpec,
@@ -25,8 +26,7 @@ from aimi.testmodel import (
     synthetic_case,
     validation_cases,
 )
-from aimi.testmodel_cli import spec_for
-from aimi.weights import model_folder
+from aimi_testkit.testmodel_cli import spec_for
 
 if TYPE_CHECKING:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor

@@ -61,11 +61,6 @@ license = "CC BY-NC 4.0"
 
 [weights.nnunet]
 {nnunet}
-
-[weights.testmodel]
-channels = {{ "0" = "CT" }}
-labels = {{ background = 0, organ = 1 }}
-intensities = {{ "0" = [-100.0], "1" = [150.0] }}
 """
 
 
@@ -347,7 +342,6 @@ def test_manifest_reads_every_field(tmp_path):
     assert (entry.file, entry.sha256, entry.format, entry.license) == ("Model.zip", "", "nnunet-v1", "CC BY-NC 4.0")
     assert (entry.nnunet.task, entry.nnunet.dataset, entry.nnunet.trainer, entry.nnunet.plans) == (
         "Task999_Test", "", "nnUNetTrainerV2", "nnUNetPlansv2.1")
-    assert entry.testmodel["labels"] == {"background": 0, "organ": 1}
 
 
 def test_manifest_entry_with_unknown_id_lists_the_ids(tmp_path):
@@ -364,8 +358,7 @@ def test_manifest_entry_with_unknown_id_lists_the_ids(tmp_path):
     ("version = 2", "version = 1", r"weights\[0\]\.nnunet\.version: 1 does not match format nnunet-v2"),
     ('configuration = "3d_fullres"', 'configuration = "3d"', r"weights\[0\]\.nnunet\.configuration: '3d' is not one"),
     ('name = "test_model"', "", r"model\.name: missing"),
-    ("background = 0", "background = 1", r"weights\[0\]\.testmodel\.labels: needs background = 0"),
-    ('"1" = [150.0]', '"1" = [150.0, 2.0]', r"weights\[0\]\.testmodel\.intensities\.1: must be a list of 1 number"),
+    ('[weights.nnunet]', '[weights.testmodel]\nlabels = {}\n[weights.nnunet]', r"weights\[0\]\.testmodel: unknown key"),
 ])
 def test_manifest_errors_name_the_file_and_key_path(tmp_path, old, new, expected):
     path = write_manifest(tmp_path, "https://zenodo.org/records/1/files/Model.zip")

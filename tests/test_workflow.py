@@ -1,4 +1,5 @@
-"""Workflow YAML validation: every mistake is named with the file, the key and the valid choices."""
+"""Workflow YAML validation and port wiring: every mistake is named with the file, the step or key, and the valid
+choices, before anything runs."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from aimi.cli import main
-from aimi.context import RunOptions
+from aimi.core.context import RunOptions
+from aimi.core.ports import LABELMAP, SERIES_LABELMAPS, ports_table
+from aimi.core.workflow import load_workflow, parse_overrides
 from aimi.errors import EXIT_USAGE, ConfigError
-from aimi.models import load_model
-from aimi.modules import registry
-from aimi.runner import check_chain
-from aimi.workflow import load_workflow, parse_overrides
+from aimi.models import available_models, load_model
+from aimi.registry import registry
 
 KIDNEY = load_model("bamf_nnunet_ct_kidney")
 
@@ -23,11 +24,24 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_every_model_workflow_loads_and_its_chain_is_satisfiable():
-    for workflow in KIDNEY.workflows():
-        chain = load_workflow(KIDNEY.workflow_path(workflow), registry())
-        check_chain(chain)
+@pytest.mark.parametrize("name", available_models())
+def test_every_model_workflow_loads_and_ends_in_segs_written_from_a_label_map(name: str):
+    model = load_model(name)
+    for workflow in model.workflows():
+        chain = load_workflow(model.workflow_path(workflow), registry())
         assert chain.steps[0].label == "DicomImporter"
+        steps = {step.label: step for step in chain.steps}
+        assert chain.artifacts[steps["DsegConverter"].wiring.inputs["labels"]] in (LABELMAP, SERIES_LABELMAPS)
+        assert steps["DataOrganizer"].wiring.inputs["segs"] == steps["DsegConverter"].wiring.outputs["segs"]
+
+
+def test_breast_runs_one_nnunet_step_per_model_each_wired_to_its_own_label_map():
+    chain = load_workflow(load_model("bamf_nnunet_mr_breast").workflow_path("default"), registry())
+    runners = [step for step in chain.steps if step.module.__name__ == "NNUnetRunner"]
+    assert [(s.settings.weights, s.wiring.outputs["labels"]) for s in runners] == [
+        ("breast_fgt", "breast_fgt"), ("tumor", "tumor")]
+    fuse = next(step for step in chain.steps if step.label == "FuseLabelMaps")
+    assert fuse.wiring.inputs == {"first": "breast_fgt", "second": "tumor"}
 
 
 def test_unknown_module_names_file_and_valid_modules(tmp_path):
@@ -42,7 +56,7 @@ def test_unknown_module_names_file_and_valid_modules(tmp_path):
 def test_unknown_setting_names_the_key_and_valid_settings(tmp_path):
     path = write(tmp_path, "execute: [DicomImporter, {module: KeepLargestComponents, cuont: 2}]\n"
                            "modules: {DicomImporter: {roles: {ct: []}}}\n")
-    with pytest.raises(ConfigError, match=r"execute\[1\].*'cuont'.*valid settings: count, labelmap, labels"):
+    with pytest.raises(ConfigError, match=r"execute\[1\].*'cuont'.*valid settings: count, labels, min_ratio"):
         load_workflow(path, registry())
 
 
@@ -79,12 +93,75 @@ def test_set_overrides_one_setting_and_rejects_modules_not_in_the_chain():
         parse_overrides(["count=3"])
 
 
-def test_chain_reading_what_no_earlier_step_writes_is_refused_before_any_case(tmp_path):
-    path = write(tmp_path, "execute: [DicomImporter, NNUnetRunner, NiftiConverter]\n"
-                           "modules: {DicomImporter: {roles: {ct: []}}}\n")
+KIDNEY_HEAD = """modules:
+  DicomImporter: {roles: {ct: []}}
+  NNUnetRunner: {weights: kidney}
+  DsegConverter:
+    segments: [{label: 1, name: Kidney, category: {scheme: SCT, value: "123037004", meaning: Anatomical Structure},
+                type: {scheme: SCT, value: "64033007", meaning: Kidney}}]
+execute:
+"""
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    # a port nobody writes: NNUnetRunner before the images exist
+    (["DicomImporter", "NNUnetRunner", "NiftiConverter"],
+     r"execute\[1\] \(NNUnetRunner\): input 'images' \(Images\) reads 'images', which no earlier step writes; "
+     r"written before it: series \(Series\); valid inputs: images"),
+    # a misspelt artifact name
+    (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: KeepLargestComponents, inputs: {labels: mian}}"],
+     r"execute\[3\] \(KeepLargestComponents\): input 'labels' \(LabelMap\) reads 'mian', which no earlier step "
+     r"writes; written before it: series \(Series\), images \(Images\), main \(LabelMap\), provenance"),
+    # a misspelt port
+    (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: KeepLargestComponents, inputs: {label: main}}"],
+     r"execute\[3\] \(KeepLargestComponents\): unknown input port 'label'; valid inputs: labels"),
+    (["DicomImporter", "NiftiConverter", "{module: NNUnetRunner, outputs: {label: main}}"],
+     r"execute\[2\] \(NNUnetRunner\): unknown output port 'label'; valid outputs: labels, provenance"),
+    # a type mismatch: images where a label map belongs
+    (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: DsegConverter, inputs: {labels: images}}"],
+     r"execute\[3\] \(DsegConverter\): input 'labels' accepts LabelMap \| SeriesLabelMaps, but 'images' is a "
+     r"Images \(written by NiftiConverter\); valid inputs: series, labels, provenance"),
+    # an output that would change an artifact's kind
+    (["DicomImporter", "NiftiConverter", "{module: NNUnetRunner, outputs: {labels: images}}"],
+     r"execute\[2\] \(NNUnetRunner\): output 'labels' \(LabelMap\) would overwrite 'images', a Images written "
+     r"by NiftiConverter"),
+    # an optional input wired by name must exist; only its default may be absent
+    (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: DsegConverter, inputs: {provenance: weights}}"],
+     r"execute\[3\] \(DsegConverter\): input 'provenance' \(Provenance\) reads 'weights', which no earlier"),
+    (["NiftiConverter"], r"execute\[0\] is NiftiConverter; a chain starts with a source"),
+])
+def test_a_wiring_error_fails_at_load_time_naming_the_file_the_step_and_the_valid_ports(
+        steps: list[str], message: str, tmp_path: Path) -> None:
+    path = write(tmp_path, KIDNEY_HEAD + "".join(f"  - {step}\n" for step in steps))
+    with pytest.raises(ConfigError, match=message) as error:
+        load_workflow(path, registry())
+    assert str(error.value).startswith(str(path))
+
+
+def test_an_optional_input_nobody_writes_is_left_out_and_an_edit_in_place_follows_its_input(tmp_path: Path):
+    path = write(tmp_path, KIDNEY_HEAD + "".join(f"  - {step}\n" for step in [
+        "DicomImporter", "NiftiConverter", "{module: NNUnetRunner, outputs: {labels: raw}}",
+        "{module: KeepLargestComponents, inputs: {labels: raw}}", "{module: DsegConverter, inputs: {labels: raw}}"]))
     chain = load_workflow(path, registry())
-    with pytest.raises(ConfigError, match=r"execute\[1\] NNUnetRunner reads 'image'.*add one of NiftiConverter"):
-        check_chain(chain)
+    keep = chain.steps[3]
+    assert keep.wiring.outputs == {"labels": "raw"}  # written back where it was read
+    assert "main" not in chain.artifacts
+
+
+def test_aimi_models_graph_prints_each_steps_wiring_and_a_wiring_error_exits_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "--graph", "bamf_nnunet_mr_brain"]) == 0
+    graph = capsys.readouterr().out
+    assert "    in   images           <- atlas_images (Images)" in graph  # nnU-Net sees the atlas-space images
+    assert "    out  labels           -> series_labels (SeriesLabelMaps)" in graph
+    broken = write(tmp_path, KIDNEY_HEAD + "  - DicomImporter\n  - {module: NNUnetRunner, inputs: {imgs: images}}\n")
+    assert main(["models", "--graph", KIDNEY.name, "--workflow", str(broken)]) == EXIT_USAGE
+    assert "unknown input port 'imgs'; valid inputs: images" in capsys.readouterr().err
+
+
+def test_the_readme_ports_table_is_the_modules_own_declaration() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert ports_table(list(registry().values())) in readme
 
 
 def test_unknown_workflow_name_lists_the_workflows():
@@ -115,6 +192,7 @@ def test_run_options_override_the_settings_of_the_steps_that_have_them_and_set_o
     """A workflow pins a setting per step; a given run option overrides it; `--set` overrides both."""
     path = write(tmp_path, KIDNEY.workflow_path("default").read_text().replace(
         "  - NNUnetRunner\n", "  - {module: NNUnetRunner, step_size: 0.25, tta: false}\n"))
+    assert "step_size: 0.25" in path.read_text()
 
     def runner_settings(options: RunOptions, assignments: tuple[str, ...] = ()) -> object:
         chain = load_workflow(path, registry(), parse_overrides(list(assignments)), options.settings())
@@ -136,3 +214,14 @@ def test_a_step_size_out_of_range_is_a_usage_error_before_anything_runs(tmp_path
                    "--weights", str(tmp_path / "weights"), "--step-size", "0"])
     assert status == EXIT_USAGE
     assert "step_size: 0.0 must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_the_readme_new_model_example_loads_and_wires_like_the_kidney_chain(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Adding a model"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml\n"))]
+    path = write(tmp_path, "\n".join(line[3:] for line in block.splitlines()))
+    chain = load_workflow(path, registry())
+    kidney = load_workflow(KIDNEY.workflow_path("default"), registry())
+    assert [s.label for s in chain.steps] == [s.label for s in kidney.steps]
+    assert [s.wiring for s in chain.steps] == [s.wiring for s in kidney.steps]

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aimi.context import RunOptions
+from aimi.chain import build_chain
+from aimi.core.context import RunOptions
+from aimi.core.log import event
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from aimi.log import event
 from aimi.report import now, report_header, summary, write_report
-from aimi.runner import build_chain
 
 log = logging.getLogger("aimi.run")
 

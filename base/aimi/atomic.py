@@ -8,6 +8,7 @@ appended to that name. Nothing is left behind when writing fails.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """`path` is afterwards either absent, the old file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(stage(path, write), path)
+
+
+def replace_folder(folder: Path, target: Path) -> None:
+    """Move the finished `folder` to `target` by rename, replacing an older `target` so it is never half there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    folder.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -10,11 +10,14 @@ from pathlib import Path
 from aimi.app import run_model
 from aimi.batch.cli import add_parser as add_batch_parser
 from aimi.batch.cli import run as run_batch
-from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from aimi.core.log import configure
+from aimi.core.ports import ports_table
+from aimi.core.workflow import describe_wiring, load_workflow
+from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError, exit_status
 from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
-from aimi.log import configure
 from aimi.models import available_models, load_model
+from aimi.registry import registry
 from aimi.run_options import add_run_options, run_options
 from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, verify
 
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models, their inputs, segments and weight status")
     models.add_argument("--json", action="store_true")
     models.add_argument("--weights", type=Path)
+    models.add_argument("--graph", metavar="MODEL", help="print MODEL's data flow: each step's ports and artifacts")
+    models.add_argument("--workflow", default="default", help="with --graph: the workflow to show")
+    models.add_argument("--ports", action="store_true", help="print every module's ports (a Markdown table)")
 
     weights = commands.add_parser("weights", help="download, check or convert model weights")
     actions = weights.add_subparsers(dest="action", required=True)
@@ -63,14 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure(args.verbose)
-    try:
-        return _dispatch(args)
-    except (ConfigError, WeightsMissing) as error:
-        print(f"aimi: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except FetchError as error:
-        print(f"aimi: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    return exit_status(lambda: _dispatch(args), usage=(ConfigError, WeightsMissing), failure=(FetchError,))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -82,6 +81,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run_model(args.model, args.input, args.output, workflow=args.workflow, weights_dir=weights_dir,
                          options=run_options(args), assignments=args.assignments)
+    if args.command == "models" and (args.graph or args.ports):
+        return _graph(args.graph, args.workflow)
     if args.command == "models":
         return _models(args.json, weights_dir)
     if args.command == "weights" and args.action == "convert-v1":
@@ -92,8 +93,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _testmodel(model: str, out: Path, overrides: dict[str, float | None]) -> int:
-    from aimi.testmodel import QualityTarget, TestModelQualityError  # torch: imported only when needed
-    from aimi.testmodel_cli import build_for_model, quality_summary
+    from aimi_testkit.testmodel import QualityTarget, TestModelQualityError  # torch: imported only when needed
+    from aimi_testkit.testmodel_cli import build_for_model, quality_summary
 
     target = QualityTarget(**{key: value for key, value in overrides.items() if value is not None})
     try:
@@ -103,6 +104,16 @@ def _testmodel(model: str, out: Path, overrides: dict[str, float | None]) -> int
         return EXIT_FAILED
     for path in built:
         print(quality_summary(path))
+    return EXIT_OK
+
+
+def _graph(model_name: str | None, workflow: str) -> int:
+    """The ports of every module, or one model's wiring, as checked at load time (a wiring error exits 2)."""
+    if not model_name:
+        print(ports_table(list(registry().values())))
+        return EXIT_OK
+    model = load_model(model_name)
+    print(describe_wiring(load_workflow(model.workflow_path(workflow), registry())))
     return EXIT_OK
 
 

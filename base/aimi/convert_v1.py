@@ -33,6 +33,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 
+from aimi.atomic import replace_folder
 from aimi.nnunet_plans import resampling_entries
 from aimi.v1_preprocessing import PLANS_KEY, V1_ORDER
 
@@ -95,7 +96,7 @@ def convert_v1(src: Path, dst: Path, *, replace: bool = False) -> Path:
             _convert_fold(checkpoint, staging / f"fold_{fold}" / V2_CHECKPOINT, v2_plans, dataset_json, fold)
         if (src / PROVENANCE_FILE).is_file():
             shutil.copy2(src / PROVENANCE_FILE, staging / PROVENANCE_FILE)
-        _move_into_place(staging, dst)
+        replace_folder(staging, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dst
@@ -329,13 +330,3 @@ def _convert_fold(checkpoint: Path, out: Path, plans: dict[str, Any], dataset_js
         "inference_allowed_mirroring_axes": (0, 1, 2),  # v1 nnUNetTrainerV2 3d mirror_axes
         "current_epoch": int(saved.get("epoch", 0)),
     }, out)
-
-
-def _move_into_place(staging: Path, dst: Path) -> None:
-    """Rename the finished folder to `dst`, replacing an older `dst` so it is never half there."""
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        dst.rename(old)
-    staging.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,9 @@ They live apart from the module layer so that DICOM, weights and manifest code c
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 #: 0 everything done (skipped series are not failures); 1 a case or item failed, the others still ran;
 #: 2 a usage or configuration error (ConfigError): nothing ran.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -17,3 +20,16 @@ class ConfigError(ValueError):
 
 class CaseError(RuntimeError):
     """A case cannot be completed; the message names the series and what to do about it."""
+
+
+def exit_status(command: Callable[[], int], *, usage: tuple[type[Exception], ...],
+                failure: tuple[type[Exception], ...] = ()) -> int:
+    """Run a command line's work; a usage error exits 2 and a failure 1, each as one line on stderr, no traceback."""
+    try:
+        return command()
+    except usage as error:
+        print(f"aimi: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except failure as error:
+        print(f"aimi: error: {error}", file=sys.stderr)
+        return EXIT_FAILED

@@ -6,7 +6,6 @@ at once with the file, the key path (`weights[0].format`) and the valid choices,
     [model]                 name, version
     [[weights]]             id, url, file, sha256 ("" until first downloaded), format, license
     [weights.nnunet]        version, task (v1) or dataset (v2), configuration, trainer, plans
-    [weights.testmodel]     channels, labels, intensities: what `aimi testmodel` builds in place of the weights
 """
 
 from __future__ import annotations
@@ -59,7 +58,6 @@ class WeightsEntry:
     format: str
     license: str
     nnunet: NnunetIdentity
-    testmodel: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -127,8 +125,7 @@ def load_manifest(path: Path) -> Manifest:
 def _entry(at: _At, raw: Any) -> WeightsEntry:
     """One [[weights]] table."""
     table = _table(at, raw)
-    _check_keys(at, table, required=("id", "url", "file", "sha256", "format", "license", "nnunet"),
-                optional=("testmodel",))
+    _check_keys(at, table, required=("id", "url", "file", "sha256", "format", "license", "nnunet"))
     fmt = _string(at / "format", table["format"], choices=FORMATS)
     url = _string(at / "url", table["url"])
     if not url.startswith(("https://", "http://")):
@@ -142,7 +139,6 @@ def _entry(at: _At, raw: Any) -> WeightsEntry:
         format=fmt,
         license=_string(at / "license", table["license"]),
         nnunet=_nnunet(at / "nnunet", table["nnunet"], NNUNET_VERSION_OF_FORMAT[fmt]),
-        testmodel=_testmodel(at / "testmodel", table.get("testmodel", {})),
     )
 
 
@@ -167,34 +163,6 @@ def _nnunet(at: _At, raw: Any, expected_version: int) -> NnunetIdentity:
         trainer=_string(at / "trainer", table.get("trainer", DEFAULT_TRAINER[version])),
         plans=_string(at / "plans", table.get("plans", DEFAULT_PLANS[version])),
     )
-
-
-def _testmodel(at: _At, raw: Any) -> dict[str, Any]:
-    """[weights.testmodel]: channels "0".."n-1", labels with background 0, optional intensity per label and channel."""
-    table = _table(at, raw)
-    if not table:
-        return {}
-    _check_keys(at, table, required=("channels", "labels"), optional=("intensities",))
-    channels = _table(at / "channels", table["channels"])
-    if sorted(channels) != [str(i) for i in range(len(channels))] or not channels:
-        (at / "channels").fail(f"keys must be \"0\"..\"{max(len(channels) - 1, 0)}\", got {sorted(channels)}")
-    for key, value in channels.items():
-        _string(at / "channels" / key, value)
-    labels = _table(at / "labels", table["labels"])
-    for key, value in labels.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            (at / "labels" / key).fail(f"{value!r} must be a non-negative integer")
-    if labels.get("background") != 0 or len(set(labels.values())) != len(labels):
-        (at / "labels").fail("needs background = 0 and distinct values")
-    intensities = _table(at / "intensities", table.get("intensities", {}))
-    for key, value in intensities.items():
-        if key not in {str(v) for v in labels.values()}:
-            (at / "intensities" / key).fail(f"not a label value; values: {sorted(labels.values())}")
-        if not isinstance(value, list) or len(value) != len(channels) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
-            (at / "intensities" / key).fail(f"must be a list of {len(channels)} number(s), one per channel")
-    return table
 
 
 def _table(at: _At, value: Any) -> dict[str, Any]:

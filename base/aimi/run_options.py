@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aimi.context import RunOptions
+from aimi.core.context import RunOptions
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workflow", default="default", help="workflow name in the model's config/ (or a .yml path)")
     parser.add_argument("--weights", type=Path, help="weights folder (default: $AIMI_WEIGHTS, /app/weights, ~/.cache)")
-    # Each of these sets the same-named setting of every module in the chain that has one (aimi.context).
+    # Each of these sets the same-named setting of every module in the chain that has one (aimi.core.context).
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA when visible)")
     parser.add_argument("--folds", help="'all' (default) or fold numbers such as 0,1")
     parser.add_argument("--no-tta", dest="tta", action="store_const", const=False,

@@ -28,6 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from aimi.atomic import replace_folder
 from aimi.manifest import Manifest, WeightsEntry
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def _download_and_install(entry: WeightsEntry, weights_dir: Path, target: Path, 
         archive.unlink()
         folder = _locate_model_folder(unpacked, entry)
         write_provenance(folder, url=entry.url, file=entry.file, sha256=digest)
-        _replace(folder, target)
+        replace_folder(folder, target)
     finally:
         archive.unlink(missing_ok=True)
         shutil.rmtree(unpacked, ignore_errors=True)
@@ -275,17 +276,6 @@ def _locate_model_folder(root: Path, entry: WeightsEntry) -> Path:
     seen = ", ".join(str(folder.relative_to(root)) for folder in found) or "none"
     raise FetchError(f"{entry.file}: expected one nnU-Net model folder .../{'/'.join(tail)}/ with {marker}, "
                      f"found {len(matching)} (folders with {marker}: {seen}); check [weights.nnunet] in the manifest")
-
-
-def _replace(folder: Path, target: Path) -> None:
-    """Move `folder` to `target` by rename, replacing an older `target` so it is never half there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    folder.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_provenance(folder: Path, *, url: str, file: str, sha256: str) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pydicom
 
-from aimi.dicom.synthetic import StudyInfo, corrupt_pixel_data
 from aimi.models import load_model
-from aimi.phantoms import demo_grid, write_phantom_series
-from aimi.testmodel_cli import spec_for
+from aimi_testkit.phantoms import demo_grid, write_phantom_series
+from aimi_testkit.synthetic import StudyInfo, corrupt_pixel_data
+from aimi_testkit.testmodel_cli import spec_for
 
 MODEL = "bamf_nnunet_ct_kidney"
 PATIENT_NAME = "SECRET^PATIENT"

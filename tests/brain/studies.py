@@ -13,8 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from aimi.brain.spaces import resample
-from aimi.case import Case, DicomSeries
-from aimi.context import RunContext, RunOptions
+from aimi.core.case import Case, DicomSeries
+from aimi.core.context import RunContext, RunOptions
 from aimi.dicom.geometry import SeriesGeometry
 
 TEMPLATES = "mr-brain-templates-nifti"
@@ -98,7 +98,7 @@ class Study:
 def study(anatomy: dict[str, sitk.Image], grids: dict[str, sitk.Image], motions: dict[str, sitk.Transform]) -> Study:
     """Each role's contrast of the anatomy, seen after its motion, sampled on its grid."""
     images = {role: resample(anatomy[role], grids[role], motions[role], sitk.sitkLinear) for role in grids}
-    case = Case("synthetic", {role: series_of(grids[role], role) for role in grids}, images=images)
+    case = Case("synthetic", {role: series_of(grids[role], role) for role in grids}, artifacts={"images": images})
     return Study(case, motions, anatomy)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from aimi.brain.bias_field_corrector import BiasFieldCorrector, Settings
 from aimi.brain.spaces import resample
-from aimi.case import Case
-from aimi.modules.bias_field_corrector import BiasFieldCorrector, Settings
+from aimi.core.case import Case
 from tests.brain.studies import AXIAL, TEMPLATES, context, grid, read
 
 
@@ -27,15 +27,15 @@ def test_n4_flattens_a_known_bias_on_thick_slices(shared_data: Path, tmp_path: P
     biased = sitk.GetImageFromArray(sitk.GetArrayFromImage(truth) * bias)
     biased.CopyInformation(thick)
     corrector = BiasFieldCorrector(Settings(), context(tmp_path))
-    case = Case("bias", {}, images={"biased": biased, "unbiased": truth})
+    case = Case("bias", {}, artifacts={"images": {"biased": biased, "unbiased": truth}})
     corrector(case)
-    corrected = case.images["biased"]
+    corrected = case.artifacts["images"]["biased"]
     assert corrected.GetSize() == thick.GetSize() and np.allclose(corrected.GetOrigin(), thick.GetOrigin())
 
     head = sitk.GetArrayFromImage(truth) > 40
     before = sitk.GetArrayFromImage(biased)[head] / sitk.GetArrayFromImage(truth)[head]
     # N4 also evens out the anatomy's own shading, so compare with N4 of the unbiased image
-    after = sitk.GetArrayFromImage(corrected)[head] / sitk.GetArrayFromImage(case.images["unbiased"])[head]
+    after = sitk.GetArrayFromImage(corrected)[head] / sitk.GetArrayFromImage(case.artifacts["images"]["unbiased"])[head]
     spread = {name: float(np.std(v) / np.mean(v)) for name, v in (("before", before), ("after", after))}
     print(
         f"biased/unbiased ratio in the head, coefficient of variation: {spread['before']:.3f} -> {spread['after']:.3f}"

@@ -11,14 +11,15 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from aimi.case import Case, DicomSeries
+from aimi.brain import atlas_registration, bias_field_corrector, brain_extractor
+from aimi.brain.atlas_registration import AtlasRegistration
+from aimi.brain.bias_field_corrector import BiasFieldCorrector
+from aimi.brain.brain_extractor import BrainExtractor
+from aimi.core.case import Case, DicomSeries
 from aimi.dicom.geometry import series_geometry, sort_by_position
+from aimi.io import nifti_converter
+from aimi.io.nifti_converter import NiftiConverter
 from aimi.labelmaps import dice
-from aimi.modules import atlas_registration, bias_field_corrector, brain_extractor, nifti_converter
-from aimi.modules.atlas_registration import AtlasRegistration
-from aimi.modules.bias_field_corrector import BiasFieldCorrector
-from aimi.modules.brain_extractor import BrainExtractor
-from aimi.modules.nifti_converter import NiftiConverter
 from tests.brain.studies import TEMPLATES, context, read
 
 SAGITTAL_T1 = "mr-head-t1-sag-dcmqa-dicom"
@@ -33,11 +34,11 @@ def extractor(tmp_path_factory: pytest.TempPathFactory) -> BrainExtractor:
 @pytest.fixture(scope="module")
 def ch2_mask(shared_data: Path, extractor: BrainExtractor) -> sitk.Image:
     ch2 = read(shared_data / TEMPLATES / "ch2.nii.gz")
-    case = Case("ch2", {}, images={"t1c": ch2})
+    case = Case("ch2", {}, artifacts={"images": {"t1c": ch2}})
     started = time.perf_counter()
     extractor(case)
     print(f"deepbet on ch2 (181x217x181, CPU): {time.perf_counter() - started:.1f} s")
-    return case.labelmaps["brain_mask"]
+    return case.artifacts["brain_mask"]
 
 
 def test_ch2_brain_mask_matches_ch2bet(shared_data: Path, ch2_mask: sitk.Image) -> None:
@@ -84,16 +85,16 @@ def test_real_sagittal_t1_through_n4_brain_extraction_and_atlas(
     ctx = context(tmp_path)
     case = Case("sagittal-t1", {"t1c": series})
     NiftiConverter(nifti_converter.Settings(), ctx)(case)
-    acquired = case.images["t1c"]
+    acquired = case.artifacts["images"]["t1c"]
     BiasFieldCorrector(bias_field_corrector.Settings(), ctx)(case)
-    corrected = case.images["t1c"]
+    corrected = case.artifacts["images"]["t1c"]
     assert corrected.GetSize() == acquired.GetSize() and np.allclose(corrected.GetOrigin(), acquired.GetOrigin())
     a, b = (sitk.GetArrayFromImage(i) for i in (acquired, corrected))
     assert np.isfinite(b).all() and b.min() >= 0 and not np.allclose(a, b)
 
     extractor(case)
-    mask = case.labelmaps["brain_mask"]
-    brain_ml = case.measurements["BrainExtractor"]["brain_ml"]
+    mask = case.artifacts["brain_mask"]
+    brain_ml = case.artifacts["measurements"]["BrainExtractor"]["brain_ml"]
     head = sitk.BinaryFillhole(sitk.OtsuThreshold(corrected, 0, 1, 200))
     inside = float((sitk.GetArrayViewFromImage(head)[sitk.GetArrayViewFromImage(mask) > 0] > 0).mean())
     print(f"sagittal T1: brain {brain_ml:.0f} ml, {inside:.3f} of it inside the head")
@@ -102,7 +103,7 @@ def test_real_sagittal_t1_through_n4_brain_extraction_and_atlas(
 
     settings = atlas_registration.Settings(spacing_mm=2.0, shrink_factors=[4, 2], smoothing_mm=[2.0, 1.0])
     AtlasRegistration(settings, ctx)(case)
-    measured = case.measurements["AtlasRegistration"]
+    measured = case.artifacts["measurements"]["AtlasRegistration"]
     print(f"sagittal T1 -> MNI152: brain-mask Dice {measured['mask_dice']:.3f}, scale {measured['scale']:.3f}")
     assert measured["mask_dice"] > 0.8
     assert 0.8 < measured["scale"] < 1.25

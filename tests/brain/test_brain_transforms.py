@@ -9,10 +9,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from aimi.brain.spaces import ATLAS, affine_of, from_atlas, from_nibabel, resample, to_atlas, to_nibabel
-from aimi.case import MAIN, Case
-from aimi.modules.labels_to_series import LabelsToSeries, Settings
-from aimi.modules.rigid_registration import initial_rigid
+from aimi.brain.labels_to_series import LabelsToSeries, Settings
+from aimi.brain.rigid_registration import initial_rigid
+from aimi.brain.spaces import affine_of, from_atlas, from_nibabel, resample, to_atlas, to_nibabel
+from aimi.core.case import MAIN, Case
 from tests.brain.studies import AXIAL, SAGITTAL, context, grid, motion, rotation, series_of
 
 
@@ -63,8 +63,7 @@ def test_composite_applies_atlas_first_and_inverse_undoes_it() -> None:
 
 def case_with(labels: sitk.Image, series_grid: sitk.Image, role: sitk.Transform, atlas: sitk.Transform) -> Case:
     case = Case("round-trip", {"t1c": series_of(series_grid, "t1c")})
-    case.labelmaps[MAIN] = labels
-    case.transforms.update({"t1c": role, ATLAS: atlas})
+    case.artifacts.update({MAIN: labels, "to_reference": {"t1c": role}, "atlas_transform": atlas})
     return case
 
 
@@ -73,7 +72,7 @@ def test_identity_round_trip_is_exact(tmp_path: Path) -> None:
     labels = labels_on(grid((60, 50, 20), (1.0, 1.2, 4.0), SAGITTAL @ rotation((0.0, 9.0, 0.0))))
     case = case_with(labels, labels, sitk.Euler3DTransform(), sitk.AffineTransform(3))
     LabelsToSeries(Settings(), context(tmp_path))(case)
-    back = case.labelmaps["t1c"]
+    back = case.artifacts["series_labels"]["t1c"]
     assert np.allclose(back.GetOrigin(), labels.GetOrigin()) and back.GetSize() == labels.GetSize()
     assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
 
@@ -91,7 +90,7 @@ def test_round_trip_through_the_atlas_differs_only_on_label_boundaries(tmp_path:
     case = case_with(in_atlas, series_grid, role, atlas)
     LabelsToSeries(Settings(), context(tmp_path))(case)
 
-    original, back = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(case.labelmaps["t1c"])
+    original, back = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(case.artifacts["series_labels"]["t1c"])
     differs = original != back
     boundary = sitk.GetArrayFromImage(sitk.LabelContour(labels, fullyConnected=True, backgroundValue=-1)) > 0
     near_boundary = ndimage.binary_dilation(boundary, structure=np.ones((3, 3, 3), bool))

@@ -1,7 +1,7 @@
 """Test DICOM for the container runs: per model a suitable input, a folder with nothing suitable, a corrupt series.
 
 Phantom intensities and series tags follow tests/test_chain_*.py (what each tiny test model learnt and each model's
-selection rules accept). The brain model takes a four-contrast study (aimi.dicom.synthetic_brain) and writes one SEG
+selection rules accept). The brain model takes a four-contrast study (aimi_testkit.synthetic_brain) and writes one SEG
 per series. A new model adds a PHANTOMS entry (or its own writer); its container test fails until it has one.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pydicom
 
-from aimi.dicom.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom, write_sr
-from aimi.dicom.synthetic_brain import ROLES, write_brain_study
-from aimi.phantoms import write_phantom_series
+from aimi_testkit.phantoms import write_phantom_series
+from aimi_testkit.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom, write_sr
+from aimi_testkit.synthetic_brain import ROLES, write_brain_study
 
 BRAIN = "bamf_nnunet_mr_brain"
 MR_T2 = {"modality": "MR", "mr_sequence": "T2", "series_description": "t2_tse_tra"}

@@ -10,13 +10,13 @@ import pydicom
 import pytest
 import yaml
 
-from aimi.context import RunContext, RunOptions
-from aimi.dicom.synthetic import GridSpec, StudyInfo, write_localizer, write_series
-from aimi.dicom.synthetic_brain import DEFAULT_SERIES, ED, ET, NCR, ROLES, TISSUE_SIGNAL, Tumour, write_brain_study
+from aimi.core.context import RunContext, RunOptions
+from aimi.io.dicom_importer import DicomImporter, Settings
 from aimi.models import load_model
-from aimi.modules.dicom_importer import DicomImporter, Settings
-from aimi.testmodel import synthetic_case
-from aimi.testmodel_cli import spec_for
+from aimi_testkit.synthetic import GridSpec, StudyInfo, write_localizer, write_series
+from aimi_testkit.synthetic_brain import DEFAULT_SERIES, ED, ET, NCR, ROLES, TISSUE_SIGNAL, Tumour, write_brain_study
+from aimi_testkit.testmodel import synthetic_case
+from aimi_testkit.testmodel_cli import spec_for
 
 MODEL = "bamf_nnunet_mr_brain"
 

@@ -14,7 +14,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ComprehensiveSRStorage
 
 from aimi.dicom.geometry import SeriesGeometry, series_geometry, sort_by_position
-from aimi.dicom.synthetic import (
+from aimi_testkit.synthetic import (
     Ellipsoid,
     GridSpec,
     StudyInfo,

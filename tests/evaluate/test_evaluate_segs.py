@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from aimi.cli import main as aimi_main
-from aimi.dicom.synthetic import GridSpec, StudyInfo, write_series
 from aimi.evaluate import evaluate_pair, metrics
 from aimi.evaluate import report as out
 from aimi.evaluate.cli import add_parser, parse_tolerances, run
 from aimi.models import load_model
-from aimi.phantoms import write_phantom_series
-from aimi.seg.reader import read_seg_masks
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg
-from aimi.testmodel_cli import spec_for
+from aimi_testkit.phantoms import write_phantom_series
+from aimi_testkit.seg_reader import read_seg_masks
+from aimi_testkit.synthetic import GridSpec, StudyInfo, write_series
+from aimi_testkit.testmodel_cli import spec_for
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 REAL_SEGS = ["dcmqi/liver.dcm", "highdicom/seg_image_ct_binary.dcm", "dcmqi/partial_overlaps.dcm"]

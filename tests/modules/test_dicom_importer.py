@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimi.context import RunContext, RunOptions
-from aimi.dicom.synthetic import (
+from aimi.core.context import RunContext, RunOptions
+from aimi.core.workflow import load_workflow
+from aimi.io.dicom_importer import DicomImporter, Settings
+from aimi.models import load_model
+from aimi.registry import registry
+from aimi_testkit.synthetic import (
     GridSpec,
     StudyInfo,
     write_localizer,
@@ -18,10 +22,6 @@ from aimi.dicom.synthetic import (
     write_sr,
     write_truncated_copy,
 )
-from aimi.models import load_model
-from aimi.modules import registry
-from aimi.modules.dicom_importer import DicomImporter, Settings
-from aimi.workflow import load_workflow
 
 KIDNEY = load_model("bamf_nnunet_ct_kidney")
 

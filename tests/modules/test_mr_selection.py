@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimi.context import RunContext, RunOptions
-from aimi.dicom.synthetic import GridSpec, StudyInfo, write_localizer, write_series
+from aimi.core.context import RunContext, RunOptions
+from aimi.core.workflow import load_workflow
+from aimi.io.dicom_importer import DicomImporter
 from aimi.models import load_model
-from aimi.modules import registry
-from aimi.modules.dicom_importer import DicomImporter
-from aimi.workflow import load_workflow
+from aimi.registry import registry
+from aimi_testkit.synthetic import GridSpec, StudyInfo, write_localizer, write_series
 
 
 def importer(model_name: str, tmp_path: Path, **overrides: object) -> DicomImporter:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aimi.modules.keep_largest_components import Settings as KeepSettings
-from aimi.modules.keep_largest_components import keep_largest
-from aimi.modules.mask_to_region import Settings as RegionSettings
-from aimi.modules.mask_to_region import mask_to_region
-from aimi.modules.remap_labels import Settings as RemapSettings
-from aimi.modules.remap_labels import remap
+from aimi.postprocess.keep_largest_components import Settings as KeepSettings
+from aimi.postprocess.keep_largest_components import keep_largest
+from aimi.postprocess.mask_to_region import Settings as RegionSettings
+from aimi.postprocess.mask_to_region import mask_to_region
+from aimi.postprocess.remap_labels import Settings as RemapSettings
+from aimi.postprocess.remap_labels import remap
 
 
 def blocks(*specs: tuple[tuple[slice, slice, slice], int]) -> np.ndarray:

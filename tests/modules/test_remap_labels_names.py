@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from aimi.case import Case
-from aimi.context import RunContext, RunOptions
+from aimi.core.case import Case
+from aimi.core.context import RunContext, RunOptions
+from aimi.core.workflow import load_workflow
 from aimi.errors import ConfigError
 from aimi.models import load_model
-from aimi.modules import registry
-from aimi.modules.remap_labels import RemapLabels, mapping_by_names
-from aimi.workflow import load_workflow
+from aimi.postprocess.remap_labels import RemapLabels, mapping_by_names
+from aimi.registry import registry
 
 BRAIN = load_model("bamf_nnunet_mr_brain")
 
@@ -63,6 +63,6 @@ def test_module_remaps_predicted_indices_of_the_model_folder(tmp_path: Path):
     module = RemapLabels(brain_settings(), context)
     image = sitk.GetImageFromArray(np.array([[[0, 1, 2, 3]]], np.uint8))
     case = Case("c", {})
-    case.labelmaps["main"] = image
+    case.artifacts["main"] = image
     module(case)
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(case.labelmaps["main"]), [[[0, 2, 1, 3]]])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(case.artifacts["main"]), [[[0, 2, 1, 3]]])

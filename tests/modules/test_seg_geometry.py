@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from aimi.context import RunContext, RunOptions
+from aimi.core.context import RunContext, RunOptions
+from aimi.core.workflow import load_workflow
 from aimi.dicom.resample import on_source_grid
-from aimi.dicom.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
+from aimi.io.data_organizer import DataOrganizer
+from aimi.io.dicom_importer import DicomImporter
+from aimi.io.dseg_converter import DsegConverter
+from aimi.io.nifti_converter import NiftiConverter
 from aimi.models import load_model
-from aimi.modules import registry
-from aimi.modules.data_organizer import DataOrganizer
-from aimi.modules.dicom_importer import DicomImporter
-from aimi.modules.dseg_converter import DsegConverter
-from aimi.modules.nifti_converter import NiftiConverter
-from aimi.seg.reader import read_seg_masks
+from aimi.registry import registry
 from aimi.seg.writer import write_dataset_atomically
-from aimi.workflow import load_workflow
+from aimi_testkit.seg_reader import read_seg_masks
+from aimi_testkit.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
 from tests.support.validators import dciodvfy_errors
 
 # Asymmetric shapes: any flip, transposition or slice-order error moves at least one of them.
@@ -80,12 +80,12 @@ def test_seg_from_converted_grid_equals_phantom_on_source_grid(name: str, module
     discovery = modules["import"].discover(tmp_path / "dicom")
     [case] = discovery.cases
     modules["convert"](case)
-    image = case.images["ct"]
-    case.labelmaps["main"] = labels_at_voxel_centres(image)
+    image = case.artifacts["images"]["ct"]
+    case.artifacts["main"] = labels_at_voxel_centres(image)
     modules["seg"](case)
 
     seg_path = tmp_path / "out.seg.dcm"
-    write_dataset_atomically(case.segs["ct"], seg_path)
+    write_dataset_atomically(case.artifacts["segs"]["ct"], seg_path)
     assert dciodvfy_errors(seg_path) == []
     masks = read_seg_masks(seg_path, case.series["ct"].sop_instance_uids)
     decoded = np.zeros_like(expected)
@@ -102,7 +102,8 @@ def test_converted_image_keeps_dicom_values_at_the_same_points(modules, tmp_path
     [case] = modules["import"].discover(tmp_path / "dicom").cases
     modules["convert"](case)
     reference = case.series["ct"].geometry.reference_image(sitk.sitkFloat32)
-    on_source = sitk.Resample(case.images["ct"], reference, sitk.Transform(), sitk.sitkNearestNeighbor, -5000.0)
+    image = case.artifacts["images"]["ct"]
+    on_source = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, -5000.0)
     np.testing.assert_allclose(sitk.GetArrayFromImage(on_source), np.round(volume), atol=0.5)
 
 
@@ -112,9 +113,9 @@ def test_seg_frames_reference_source_slices_in_position_order(modules, tmp_path:
     files = write_series(volume, grid, tmp_path / "dicom", descending_files=True)
     [case] = modules["import"].discover(tmp_path / "dicom").cases
     modules["convert"](case)
-    case.labelmaps["main"] = labels_at_voxel_centres(case.images["ct"])
+    case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
     modules["seg"](case)
-    seg = case.segs["ct"]
+    seg = case.artifacts["segs"]["ct"]
     series = case.series["ct"]
     assert [Path(p).name for p in series.files] == [p.name for p in files]  # ascending position, not file order
     referenced = {
@@ -162,10 +163,10 @@ def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(mod
     write_series(volume, grid, tmp_path / "dicom")
     [case] = modules["import"].discover(tmp_path / "dicom").cases
     modules["convert"](case)
-    case.labelmaps["main"] = labels_at_voxel_centres(case.images["ct"])
+    case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
     modules["seg"](case)
-    case.labelmaps = {"fused": case.labelmaps["main"]}
+    case.artifacts["fused"] = case.artifacts.pop("main")
     modules["organize"](case)
-    [written] = case.outputs
+    [written] = case.artifacts["files"]
     assert written.name == f"{KIDNEY.name}.seg.dcm" and written.parent.name == case.id
     assert dciodvfy_errors(written) == []

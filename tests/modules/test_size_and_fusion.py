@@ -7,13 +7,13 @@ import pytest
 import SimpleITK as sitk
 from skimage.draw import line
 
-from aimi.modules.component_size_filter import Settings as SizeSettings
-from aimi.modules.component_size_filter import axial_diameter_mm, filter_components
-from aimi.modules.fuse_label_maps import Settings as FuseSettings
-from aimi.modules.fuse_label_maps import fuse
-from aimi.modules.keep_largest_components import keep_largest
-from aimi.modules.mask_to_region import mask_to_region
-from aimi.modules.remap_labels import remap
+from aimi.postprocess.component_size_filter import Settings as SizeSettings
+from aimi.postprocess.component_size_filter import axial_diameter_mm, filter_components
+from aimi.postprocess.fuse_label_maps import Settings as FuseSettings
+from aimi.postprocess.fuse_label_maps import fuse
+from aimi.postprocess.keep_largest_components import keep_largest
+from aimi.postprocess.mask_to_region import mask_to_region
+from aimi.postprocess.remap_labels import remap
 
 SPACING = (0.7, 0.7, 2.5)  # x, y, z as SimpleITK orders them
 
@@ -118,11 +118,11 @@ def test_breast_fusion_keeps_fgt_and_three_separate_tumors():
         model_b[where] = 1
     model_b[5:7, 57:60, 47:52] = 1  # "tumor" between the breasts, outside them
     settings = FuseSettings(layers=[
-        {"labelmap": "breast_fgt", "labels": [1, 2], "value": 1},
-        {"labelmap": "breast_fgt", "labels": [2], "value": 2},
-        {"labelmap": "tumor", "labels": [1], "value": 3, "within": [1, 2]},
+        {"source": "first", "labels": [1, 2], "value": 1},
+        {"source": "first", "labels": [2], "value": 2},
+        {"source": "second", "labels": [1], "value": 3, "within": [1, 2]},
     ])
-    fused = fuse({"breast_fgt": keep_largest(model_a, [1, 2], 2, 0.0), "tumor": model_b}, settings.parsed)
+    fused = fuse({"first": keep_largest(model_a, [1, 2], 2, 0.0), "second": model_b}, settings.parsed)
     assert set(np.unique(fused)) == {0, 1, 2, 3}
     assert (fused == 2).sum() == 2 * 4 * 20 * 20 - sum(  # FGT preserved, less where tumors cover it
         int(((model_a[w] == 2)).sum()) for w in tumors)
@@ -137,4 +137,6 @@ def test_breast_fusion_keeps_fgt_and_three_separate_tumors():
 
 def test_fuse_settings_name_the_bad_layer():
     with pytest.raises(ValueError, match=r"layers\[1\]"):
-        FuseSettings(layers=[{"labelmap": "a", "labels": [1], "value": 1}, {"labelmap": "b", "value": 2}])
+        FuseSettings(layers=[{"source": "first", "labels": [1], "value": 1}, {"source": "second", "value": 2}])
+    with pytest.raises(ValueError, match=r"layers\[0\]\.source: 'tumor' is not an input port; one of first, second"):
+        FuseSettings(layers=[{"source": "tumor", "labels": [1], "value": 1}])

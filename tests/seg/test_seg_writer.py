@@ -15,9 +15,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from aimi.dicom.geometry import sort_by_position
-from aimi.seg.reader import read_seg_labelmap, read_seg_masks
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg, write_dataset_atomically
+from aimi_testkit.seg_reader import read_seg_labelmap, read_seg_masks
 from tests.support.data import SHARED_DATA
 from tests.support.validators import dciodvfy_errors
 

@@ -10,7 +10,7 @@ import pydicom
 import SimpleITK as sitk
 
 from aimi.cli import main
-from aimi.seg.reader import read_seg_masks
+from aimi_testkit.seg_reader import read_seg_masks
 
 
 def run_chain(model: str, input_dir: Path, output_dir: Path, weights: Path, *extra: str) -> tuple[int, dict]:

@@ -13,8 +13,8 @@ from typing import Any
 from aimi.batch.engine import BatchSettings, run_batch
 from aimi.batch.manifest import query_manifest, read_manifest
 from aimi.batch.sources import IDC_BUCKETS, IdcSource, LocalSource, Source, SourceError
-from aimi.errors import EXIT_USAGE, ConfigError
-from aimi.log import configure
+from aimi.core.log import configure
+from aimi.errors import ConfigError, exit_status
 from aimi.run_options import add_run_options, run_options
 from aimi.weights import WeightsMissing, default_weights_dir
 
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_arguments(parser)
     args = parser.parse_args(argv)
     configure(args.verbose)
-    try:
-        return run(args)
-    except (ConfigError, WeightsMissing) as error:
-        print(f"aimi: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    return exit_status(lambda: run(args), usage=(ConfigError, WeightsMissing))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ from tqdm import tqdm
 from aimi.batch.ledger import Entry, Ledger
 from aimi.batch.prefetch import Fetched, Prefetcher
 from aimi.batch.sources import Source
-from aimi.context import RunOptions
+from aimi.chain import build_chain
+from aimi.core.context import RunOptions
+from aimi.core.log import event
+from aimi.core.runner import Runner
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from aimi.log import event
 from aimi.models import load_model
 from aimi.report import now, report_header, write_report
-from aimi.runner import Runner, build_chain
 
 log = logging.getLogger("aimi.batch")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimi.batch.sources import Source
-from aimi.log import event
+from aimi.core.log import event
 
 log = logging.getLogger("aimi.batch.prefetch")
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from aimi.log import event
+from aimi.core.log import event
 
 log = logging.getLogger("aimi.batch.sources")
 

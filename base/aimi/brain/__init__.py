@@ -1,1 +1,1 @@
-"""Brain MR pre-processing helpers shared by the brain modules: spaces, transforms, registration and the atlas."""
+"""Brain MR: the chain steps (bias correction, registration, brain extraction, atlas) and their helpers."""

@@ -1,1 +1,1 @@
-"""DICOM helpers: series geometry, scanning and selection, synthetic series."""
+"""DICOM helpers: series geometry, scanning, selection and resampling onto a series grid."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -24,6 +26,16 @@ def on_source_grid(labelmap: sitk.Image, geometry: SeriesGeometry) -> np.ndarray
     resampled = sitk.Resample(labelmap, geometry.reference_image(), sitk.Transform(), sitk.sitkNearestNeighbor,
                               0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(resampled)
+
+
+def role_on_source_grid(labels: sitk.Image | Mapping[str, sitk.Image], role: str,
+                        geometry: SeriesGeometry) -> np.ndarray:
+    """One label map for every series (LabelMap) or one per role (SeriesLabelMaps), on `role`'s series grid."""
+    if isinstance(labels, Mapping):
+        if role not in labels:
+            raise KeyError(f"no label map for series role {role!r} (have: {', '.join(sorted(labels)) or 'none'})")
+        labels = labels[role]
+    return on_source_grid(labels, geometry)
 
 
 def _aligned_array(labelmap: sitk.Image, geometry: SeriesGeometry) -> np.ndarray | None:

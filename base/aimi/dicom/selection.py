@@ -40,7 +40,8 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A header value as a number; None when it is absent or not numeric."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -60,17 +61,17 @@ def _matches(actual: Any, expected: Any) -> bool:
 
 
 def _min(actual: Any, expected: Any) -> bool:
-    number = _number(actual)
+    number = as_number(actual)
     return number is not None and number >= float(expected)
 
 
 def _max(actual: Any, expected: Any) -> bool:
-    number = _number(actual)
+    number = as_number(actual)
     return number is not None and number <= float(expected)
 
 
 def _max_abs(actual: Any, expected: Any) -> bool:
-    number = _number(actual)
+    number = as_number(actual)
     return number is None or abs(number) <= float(expected)
 
 
@@ -183,7 +184,7 @@ def _parse_rule(item: Any, where: str) -> Rule | AnyOf:
             re.compile(str(value))
         except re.error as error:
             raise ConfigError(f"{where}: invalid regular expression {value!r}: {error}") from None
-    if operator in ("min", "max", "max_abs") and _number(value) is None:
+    if operator in ("min", "max", "max_abs") and as_number(value) is None:
         raise ConfigError(f"{where}: {operator} needs a number, got {value!r}")
     return Rule(str(attribute), operator, value)
 

@@ -3,7 +3,7 @@
 The grid comes from the SEG itself (PS3.3 C.7.6.16: PlanePositionSequence, PlaneOrientationSequence and
 PixelMeasuresSequence of its functional groups, read by highdicom's `get_volume`), so the source series is not
 needed. Slices without a frame (empty frames omitted, PS3.3 C.8.20.2) are empty. FRACTIONAL segments count every
-value > 0 as inside, as aimi.seg.reader does.
+value > 0 as inside, as aimi_testkit.seg_reader does.
 
 Segments of two SEGs are paired by (property type code, category code) first, then by SegmentLabel (case-
 insensitive), never by segment number. A segment present in only one SEG is compared with an empty mask.

@@ -1,0 +1,162 @@
+"""NNUnetRunner: one nnU-Net v2 model (one manifest weights entry) over the case's images, a label map out.
+
+nnunetv2's `nnUNetPredictor`, in-process, built once per run and reused for every case. Channels are taken from the
+model folder's own dataset.json and mapped to case roles by name; folds, TTA mirroring, tile step and device are
+settings (the run options --folds, --no-tta, --step-size and --device set them). A chain of several models (breast)
+has one step per model, each wiring its own label map.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from aimi.core.case import MAIN, Case
+from aimi.core.context import RunContext
+from aimi.core.log import event
+from aimi.core.module import Module
+from aimi.core.ports import IMAGES, LABELMAP, PROVENANCE, Port, ports
+from aimi.errors import CaseError, ConfigError
+from aimi.inference.device import resolve_device
+from aimi.weights import model_folder, provenance, require_weights
+
+log = logging.getLogger("aimi.nnunet")
+
+
+@dataclass(frozen=True)
+class Settings:
+    weights: str = ""  # manifest weights id; empty: the manifest's only entry
+    channels: dict[str, str] = field(default_factory=dict)  # dataset.json channel name -> case role
+    device: str = "auto"  # auto (CUDA when visible), cpu or cuda; --device
+    folds: str = "all"  # or fold numbers such as "0,1"; --folds
+    tta: bool = True  # test-time mirroring, as the paper; --no-tta
+    step_size: float = 0.5  # sliding-window tile step, a fraction of a patch; --step-size
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.step_size <= 1.0:
+            raise ValueError(f"step_size: {self.step_size} must be in (0, 1] (a fraction of a patch)")
+
+
+def folds_in(folder: Path, requested: str) -> tuple[int, ...]:
+    present = sorted(int(p.name[5:]) for p in folder.glob("fold_*") if (p / "checkpoint_final.pth").is_file())
+    if requested == "all":
+        return tuple(present)
+    try:
+        wanted = tuple(int(v) for v in requested.split(","))
+    except ValueError:
+        raise ConfigError(f"--folds {requested!r}: give 'all' or fold numbers like 0,1") from None
+    missing = sorted(set(wanted) - set(present))
+    if missing:
+        raise ConfigError(f"--folds {requested}: fold(s) {missing} not in {folder} (present: {present})")
+    return wanted
+
+
+class _Model:
+    """One nnU-Net model folder and, once first needed, its predictor."""
+
+    def __init__(self, weights_id: str, folder: Path, folds: tuple[int, ...]) -> None:
+        self.weights_id = weights_id
+        self.folder = folder
+        self.folds = folds
+        dataset = json.loads((folder / "dataset.json").read_text())
+        names = dataset.get("channel_names") or dataset.get("modality") or {}
+        self.channel_names = [names[k] for k in sorted(names, key=int)]
+        self.predictor: Any = None
+
+
+class NNUnetRunner(Module):
+    inputs = ports(images=Port(IMAGES, "the volumes the model's channels are taken from, by role", "images"))
+    outputs = ports(
+        labels=Port(LABELMAP, "the model's label map, on the grid of its first channel's image", MAIN),
+        provenance=Port(PROVENANCE, "the weights id -> model version, weights file and sha256", "provenance"),
+    )
+    Settings = Settings
+
+    def __init__(self, settings: Settings, context: RunContext) -> None:
+        super().__init__(settings, context)
+        manifest = context.manifest
+        if not settings.weights and len(manifest.weights) != 1:
+            ids = ", ".join(entry.id for entry in manifest.weights)
+            raise ConfigError(f"NNUnetRunner.weights: required, the manifest has several entries ({ids}); "
+                              "give one step per weights id")
+        entry = manifest.entry(settings.weights or manifest.weights[0].id)
+        require_weights(context.weights_dir, manifest)
+        self.device = resolve_device(settings.device)
+        folder = model_folder(context.weights_dir, manifest, entry)
+        self.model = _Model(entry.id, folder, folds_in(folder, settings.folds))
+        self.loads = 0
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "model_loads": self.loads,
+            "device": str(self.device),
+            "models": {model.weights_id: {"folds": list(model.folds), "channels": model.channel_names}},
+        }
+
+    def __call__(self, case: Case) -> None:
+        model = self.model
+        reference, volume = self._input(case, self.read(case, "images"))
+        segmentation = self._predictor(model).predict_single_npy_array(
+            volume, {"spacing": list(reversed(reference.GetSpacing()))}, None, None, False
+        )
+        labelmap = sitk.GetImageFromArray(np.asarray(segmentation, dtype=np.uint8))
+        labelmap.CopyInformation(reference)
+        self.write(case, "labels", labelmap)
+        entry = self.context.manifest.entry(model.weights_id)
+        self.write(case, "provenance",
+                   {model.weights_id: provenance(self.context.weights_dir, self.context.manifest, entry)})
+
+    def _input(self, case: Case, images: dict[str, sitk.Image]) -> tuple[sitk.Image, np.ndarray]:
+        """The channels in dataset.json order, stacked (c, z, y, x), and the image whose grid they share."""
+        model = self.model
+        roles = []
+        for channel in model.channel_names:
+            role = self.settings.channels.get(channel) or (next(iter(images)) if len(images) == 1 else None)
+            if role is None or role not in images:
+                raise CaseError(
+                    f"case {case.id}: no image for channel {channel!r} of {model.weights_id}; "
+                    f"map it with NNUnetRunner.channels (case has {', '.join(images) or 'no images'})"
+                )
+            roles.append(role)
+        reference = images[roles[0]]
+        for role in roles[1:]:
+            image = images[role]
+            if image.GetSize() != reference.GetSize() or not np.allclose(image.GetOrigin(), reference.GetOrigin()):
+                raise CaseError(f"case {case.id}: channel images {roles[0]} and {role} are not on one grid")
+        volume = np.stack([sitk.GetArrayFromImage(images[r]).astype(np.float32) for r in roles])
+        return reference, volume
+
+    def _predictor(self, model: _Model) -> Any:
+        if model.predictor is None:
+            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+            from aimi.v1_preprocessing import use_plans_preprocessor
+
+            predictor = nnUNetPredictor(
+                tile_step_size=self.settings.step_size,
+                use_gaussian=True,
+                use_mirroring=self.settings.tta,
+                perform_everything_on_device=self.device.type == "cuda",
+                device=self.device,
+                verbose=False,
+                verbose_preprocessing=False,
+                allow_tqdm=False,
+            )
+            predictor.initialize_from_trained_model_folder(
+                str(model.folder), use_folds=model.folds, checkpoint_name="checkpoint_final.pth"
+            )
+            use_plans_preprocessor(predictor)  # converted v1 models: v1's resample-then-normalise order
+            model.predictor = predictor
+            self.loads += 1
+            event(log, "model.loaded", weights=model.weights_id, folds=len(model.folds), device=self.device,
+                  threads=os.cpu_count())
+        return model.predictor

@@ -1,0 +1,109 @@
+"""DataOrganizer: the SEGs (and, when asked, label maps and QC overlays) as files under the output folder.
+
+Layout `<SeriesInstanceUID>/<model>.seg.dcm` by default, optional label map on the source grid and QC overlay
+PNG beside it. Every file is written to a temporary name and renamed once all of a case's files are complete, so
+no partial file ever appears. Folder names come from UIDs only after checking they are UIDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from aimi.atomic import stage
+from aimi.core.case import MAIN, SERIES, Case, DicomSeries
+from aimi.core.module import Module
+from aimi.core.ports import FILES, IMAGES, LABELMAP, SEGS, SERIES_LABELMAPS, Port, ports
+from aimi.core.ports import SERIES as SERIES_KIND
+from aimi.dicom.resample import role_on_source_grid
+from aimi.errors import CaseError
+from aimi.io.qc import overlay_png
+
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+FIELDS = ("series_uid", "study_uid", "model", "role")
+LABELMAP_FORMATS = ("none", "nrrd", "nii.gz", "nii")
+
+
+@dataclass(frozen=True)
+class Settings:
+    pattern: str = "{series_uid}/{model}.seg.dcm"
+    labelmap_format: str = "none"
+    qc_png: bool = False
+
+    def __post_init__(self) -> None:
+        names = {name for _, name, _, _ in string.Formatter().parse(self.pattern) if name}
+        if names - set(FIELDS) or not self.pattern.endswith(".seg.dcm"):
+            raise ValueError(f"pattern {self.pattern!r}: use fields {', '.join(FIELDS)} and end with .seg.dcm")
+        if self.labelmap_format not in LABELMAP_FORMATS:
+            raise ValueError(f"labelmap_format {self.labelmap_format!r}: one of {', '.join(LABELMAP_FORMATS)}")
+
+
+def safe_uid(uid: str) -> str:
+    """A UID as a path component; anything that is not a well-formed UID is replaced by its digest."""
+    return uid if UID_PATTERN.match(uid) and len(uid) <= 64 else "x" + hashlib.sha256(uid.encode()).hexdigest()[:32]
+
+
+class DataOrganizer(Module):
+    inputs = ports(
+        segs=Port(SEGS, "the SEGs to write, by role", "segs"),
+        series=Port(SERIES_KIND, "the source series, for folder names and grids", SERIES),
+        labels=Port((LABELMAP, SERIES_LABELMAPS), "the label map(s) to export; needed only with labelmap_format "
+                       "or qc_png", MAIN, optional=True),
+        images=Port(IMAGES, "the volumes under the QC overlay, on the series grids; needed only with qc_png",
+                       "images", optional=True),
+    )
+    outputs = ports(files=Port(FILES, "every file written, once complete", "files"))
+    Settings = Settings
+
+    def __call__(self, case: Case) -> None:
+        series_by_role: dict[str, DicomSeries] = self.read(case, "series")
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for role, seg in self.read(case, "segs").items():
+                series = series_by_role[role]
+                target = self.context.output_dir / self.settings.pattern.format(
+                    series_uid=safe_uid(series.series_uid), study_uid=safe_uid(series.study_uid),
+                    model=self.context.model_name, role=role,
+                )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staged.append((stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True),
+                                     keep_extension=True), target))
+                staged.extend(self._extras(case, role, series, target))
+        except BaseException:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            raise
+        for temporary, target in staged:
+            os.replace(temporary, target)
+        self.write(case, "files", [target for _, target in staged])
+
+    def _extras(self, case: Case, role: str, series: DicomSeries, seg_path: Path) -> list[tuple[Path, Path]]:
+        """The label map and QC overlay beside the SEG, when asked for (only then is a label map needed)."""
+        images = self.read(case, "images") or {}
+        wants_labels = self.settings.labelmap_format != "none"
+        wants_png = self.settings.qc_png and role in images
+        if not (wants_labels or wants_png):
+            return []
+        labelmaps = self.read(case, "labels")
+        if labelmaps is None:
+            raise CaseError(f"case {case.id}: DataOrganizer: a label-map file or QC overlay was asked for, but input "
+                            f"'labels' ({self.wiring.inputs['labels']!r}) was not written")
+        stem = seg_path.name.removesuffix(".seg.dcm")
+        labels = role_on_source_grid(labelmaps, role, series.geometry)
+        extras = []
+        if wants_labels:
+            image = sitk.GetImageFromArray(labels)
+            image.CopyInformation(series.geometry.reference_image())
+            target = seg_path.with_name(f"{stem}.labels.{self.settings.labelmap_format}")
+            extras.append((stage(target, lambda p: sitk.WriteImage(image, str(p), True), keep_extension=True), target))
+        if wants_png:
+            target = seg_path.with_name(f"{stem}.qc.png")
+            writer = lambda p: overlay_png(images[role], labels, series.geometry, series.modality, p)  # noqa: E731
+            extras.append((stage(target, writer, keep_extension=True), target))
+        return extras

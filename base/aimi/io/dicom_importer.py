@@ -1,0 +1,209 @@
+"""DicomImporter: the chain's source - the input folder in, the series of each case (by role) out.
+
+Scans any folder layout, groups by study and series, applies the model's selection rules and records for every
+series whether it was selected and why not. Series cases hold one role; study cases (`case: study`) assemble one
+series per role from each study (brain: t1, t1c, t2, flair).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aimi.core.case import Case, DicomSeries
+from aimi.core.context import RunContext
+from aimi.core.module import Discovery, SourceModule
+from aimi.dicom.geometry import GeometryError, series_geometry, sort_by_position
+from aimi.dicom.scan import SeriesFiles, scan
+from aimi.dicom.selection import Rule, as_number, first_failure, parse_rules
+
+CASE_KINDS = ("series", "study")
+
+
+@dataclass(frozen=True)
+class Settings:
+    case: str = "series"
+    roles: dict[str, Any] = field(default_factory=dict)
+    # series cases: keep only the first selected series of each study, ordered by these attributes
+    # (breast: the first post-contrast phase by AcquisitionTime); empty keeps every selected series
+    first_per_study_by: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.case not in CASE_KINDS:
+            raise ValueError(f"case: {self.case!r} is not one of {', '.join(CASE_KINDS)}")
+        if not self.roles:
+            raise ValueError("roles: give at least one role with its selection rules, e.g. {ct: [...]}")
+        if self.case == "series" and len(self.roles) != 1:
+            raise ValueError(f"roles: a series case has exactly one role, got {', '.join(self.roles)}")
+        rules = {role: parse_rules(raw, f"roles.{role}") for role, raw in self.roles.items()}
+        object.__setattr__(self, "rules", rules)
+
+
+@dataclass
+class Candidate:
+    record: dict[str, Any]
+    series: DicomSeries
+    roles: list[str]
+
+
+class DicomImporter(SourceModule):
+    Settings = Settings
+
+    def __init__(self, settings: Settings, context: RunContext) -> None:
+        super().__init__(settings, context)
+        self.rules: dict[str, list[Rule]] = settings.rules  # type: ignore[attr-defined]
+
+    def discover(self, input_dir: Path) -> Discovery:
+        result = scan(input_dir)
+        ignored = [{"file": _relative(path, input_dir), "reason": reason} for path, reason in result.ignored]
+        candidates: list[Candidate] = []
+        records = []
+        for group in result.series:
+            record, candidate = self._examine(group)
+            records.append(record)
+            if candidate:
+                candidates.append(candidate)
+        if self.settings.case == "series":
+            if self.settings.first_per_study_by:
+                candidates = _first_per_study(candidates, self.settings.first_per_study_by)
+            cases = [Case(c.series.series_uid, {c.roles[0]: c.series}) for c in candidates]
+            return Discovery(cases, records, ignored)
+        cases, failures = self._study_cases(candidates, records)
+        return Discovery(cases, records, ignored, failures)
+
+    def _examine(self, group: SeriesFiles) -> tuple[dict[str, Any], Candidate | None]:
+        first = group.headers[0]
+        record: dict[str, Any] = {
+            "study_uid": group.study_uid,
+            "series_uid": group.series_uid,
+            "modality": str(first.get("Modality", "")),
+            "description": str(first.get("SeriesDescription", "")),
+            "series_number": _int(first.get("SeriesNumber")),
+            "files": len(group.files),
+        }
+
+        def verdict(status: str, reason: str = "") -> tuple[dict[str, Any], None]:
+            record.update(status=status, reason=reason)
+            return record, None
+
+        roles = [role for role, rules in self.rules.items() if not first_failure(rules, first, None)]
+        if not roles:
+            return verdict("skipped", self._why_not(first, None))
+        problem = _unusable(group)
+        if problem:
+            return verdict("rejected", problem)
+        pairs = sorted(zip(group.headers, group.files, strict=True), key=lambda p: str(p[1]))
+        unique = {str(h.SOPInstanceUID): (h, f) for h, f in reversed(pairs)}
+        ordered = sort_by_position([h for h, _ in unique.values()])
+        try:
+            geometry = series_geometry(ordered)
+        except GeometryError as error:
+            return verdict("rejected", f"irregular geometry: {error}")
+        files = {id(h): f for h, f in unique.values()}
+        series = DicomSeries(
+            group.study_uid, group.series_uid, record["modality"], record["description"],
+            tuple(files[id(h)] for h in ordered), tuple(ordered), geometry,
+        )
+        roles = [role for role in roles if not first_failure(self.rules[role], first, geometry)]
+        if not roles:
+            return verdict("skipped", self._why_not(first, geometry))
+        record.update(status="selected", reason="", role=roles[0] if len(roles) == 1 else roles)
+        if len(unique) < len(group.files):
+            record["reason"] = f"{len(group.files) - len(unique)} duplicate file(s) of the same SOP instance ignored"
+        return record, Candidate(record, series, roles)
+
+    def _why_not(self, header: Any, geometry: Any) -> str:
+        reasons = {role: first_failure(rules, header, geometry) for role, rules in self.rules.items()}
+        if len(reasons) == 1:
+            return next(iter(reasons.values()))
+        return "matches no role: " + "; ".join(f"{role}: {why}" for role, why in reasons.items())
+
+    def _study_cases(
+        self, candidates: list[Candidate], records: list[dict[str, Any]]
+    ) -> tuple[list[Case], list[dict[str, Any]]]:
+        by_study: dict[str, list[Candidate]] = defaultdict(list)
+        for candidate in candidates:
+            by_study[candidate.series.study_uid].append(candidate)
+        cases, failures = [], []
+        for study_uid, members in sorted(by_study.items()):
+            chosen = _assign_roles(list(self.rules), members)
+            missing = [role for role in self.rules if role not in chosen]
+            for candidate in members:
+                if all(candidate is not c for c in chosen.values()):
+                    candidate.record.update(status="skipped", reason="another series of the study took its role")
+            if missing:
+                seen = ", ".join(f"{c.series.description or '?'} ({c.series.series_uid})" for c in members)
+                failures.append({
+                    "id": study_uid,
+                    "series": {role: c.series.series_uid for role, c in chosen.items()},
+                    "error": f"study lacks {', '.join(missing)}: it has {seen or 'no suitable series'}",
+                })
+                continue
+            cases.append(Case(study_uid, {role: chosen[role].series for role in self.rules}))
+        return cases, failures
+
+
+def _first_per_study(candidates: list[Candidate], order_by: list[str]) -> list[Candidate]:
+    """The earliest selected series of each study; the others are recorded as skipped, naming the one taken."""
+    def key(candidate: Candidate) -> tuple[Any, ...]:
+        header = candidate.series.headers[0]
+        return (*(_sortable(header.get(attribute)) for attribute in order_by), candidate.series.series_uid)
+
+    by_study: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in candidates:
+        by_study[candidate.series.study_uid].append(candidate)
+    chosen = []
+    for members in by_study.values():
+        first, *later = sorted(members, key=key)
+        chosen.append(first)
+        for candidate in later:
+            candidate.record.update(status="skipped", reason=(
+                f"not the first of its study by {', '.join(order_by)}: series {first.series.series_uid} was taken"))
+    return sorted(chosen, key=lambda c: c.series.series_uid)
+
+
+def _sortable(value: Any) -> tuple[int, float, str]:
+    """Numbers sort numerically, text (times, dates) lexically, and absent values last."""
+    if value is None or value == "":
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def _assign_roles(roles: list[str], members: list[Candidate]) -> dict[str, Candidate]:
+    """One series per role, each series used once; ties go to more slices, then the lower SeriesNumber."""
+    chosen: dict[str, Candidate] = {}
+    for role in sorted(roles, key=lambda r: sum(r in c.roles for c in members)):
+        options = [c for c in members if role in c.roles and all(c is not u for u in chosen.values())]
+        options.sort(key=lambda c: (-len(c.series.files), c.record["series_number"] or 0, c.series.series_uid))
+        if options:
+            chosen[role] = options[0]
+            options[0].record["role"] = role
+    return chosen
+
+
+def _unusable(group: SeriesFiles) -> str:
+    if not group.series_uid:
+        return "SeriesInstanceUID is empty (de-identified without UIDs): a SEG could not reference its source series"
+    if any(not str(h.get("SOPInstanceUID", "")) for h in group.headers):
+        return "SOPInstanceUID is empty in some files: a SEG could not reference its source images"
+    frames = max(_int(h.get("NumberOfFrames")) or 1 for h in group.headers)
+    if frames > 1:
+        return f"multi-frame images ({frames} frames): only classic single-frame series are supported"
+    return ""
+
+
+def _int(value: Any) -> int | None:
+    number = as_number(value)
+    return None if number is None else int(number)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

@@ -1,0 +1,1 @@
+"""Chain steps that edit label maps: components, regions, size filters, fusion, relabelling."""
