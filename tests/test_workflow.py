@@ -111,7 +111,7 @@ execute:
     # a misspelt artifact name
     (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: KeepLargestComponents, inputs: {labels: mian}}"],
      r"execute\[3\] \(KeepLargestComponents\): input 'labels' \(LabelMap\) reads 'mian', which no earlier step "
-     r"writes; written before it: series \(Series\), images \(Images\), main \(LabelMap\), provenance"),
+     r"writes; written before it: series \(Series\), images \(Images\), warnings \(Warnings\), main"),
     # a misspelt port
     (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: KeepLargestComponents, inputs: {label: main}}"],
      r"execute\[3\] \(KeepLargestComponents\): unknown input port 'label'; valid inputs: labels"),
@@ -177,6 +177,8 @@ def test_unknown_model_lists_the_models():
 @pytest.mark.parametrize(("options", "message"), [
     (["--workflow", "nope"], "no workflow 'nope'; valid workflows: default"),
     (["--set", "DsegConverter.colour=red"], "unknown setting 'colour' for DsegConverter"),
+    (["--set", "DataOrganizer.pattern=../../{series_uid}/{model}.seg.dcm"], "without '..' or '.'"),
+    (["--set", "DataOrganizer.pattern=/tmp/{series_uid}/{model}.seg.dcm"], "a path relative to the output folder"),
 ])
 def test_aimi_run_with_a_wrong_chain_exits_2_before_making_the_output_folder(
         options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -6,6 +6,7 @@ They live apart from the module layer so that DICOM, weights and manifest code c
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -20,6 +21,21 @@ class ConfigError(ValueError):
 
 class CaseError(RuntimeError):
     """A case cannot be completed; the message names the series and what to do about it."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit`: a reason for a report, never a traceback or a dump."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:limit]
+
+
+def os_reason(error: OSError) -> str:
+    """The operating system's words for an OSError ("File too large", "No space left on device"), also when a
+    library re-raised it with its own text around them."""
+    if error.strerror:
+        return error.strerror
+    found = re.search(r"\[Errno \d+\] ([^\n\]]+)", str(error))
+    return found.group(1).strip() if found else one_line(error)
 
 
 def exit_status(command: Callable[[], int], *, usage: tuple[type[Exception], ...],

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from aimi.core.log import event
 
@@ -75,7 +74,7 @@ def _scan_series(root: Path) -> dict[str, list[Path]]:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-        except (InvalidDicomError, OSError, ValueError, EOFError):
+        except Exception:  # not DICOM, truncated or garbled: the importer reports it when the series is fetched
             continue
         uid = str(header.get("SeriesInstanceUID", ""))
         if uid:

@@ -43,9 +43,10 @@ SEGS = Kind("Segs", "one DICOM SEG dataset per role (pydicom Dataset)")
 FILES = Kind("Files", "paths written under the output folder", merges=True)
 PROVENANCE = Kind("Provenance", "weights id -> model, version, weights file and sha256", merges=True)
 MEASUREMENTS = Kind("Measurements", "step -> what it measured (numbers for the run report)", merges=True)
+WARNINGS = Kind("Warnings", "what a step noticed that does not fail the case, for the run report", merges=True)
 
 KINDS = (SERIES, IMAGES, LABELMAP, SERIES_LABELMAPS, TRANSFORMS, TRANSFORM, GRID, SEGS, FILES, PROVENANCE,
-         MEASUREMENTS)
+         MEASUREMENTS, WARNINGS)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Port:
 LABELS_TO_EDIT = Port(LABELMAP, "the label map to edit", "main")
 EDITED_LABELS = Port(LABELMAP, "the edited label map; by default written back in place", "main", follows="labels")
 MEASURED = Port(MEASUREMENTS, "what the step measured, for the run report", "measurements")
+WARNED = Port(WARNINGS, "what the step noticed that does not fail the case, for the run report", "warnings")
 
 
 def ports(**declared: Port) -> Mapping[str, Port]:

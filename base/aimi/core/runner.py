@@ -18,9 +18,9 @@ from aimi.core.case import Case
 from aimi.core.context import OPTION_SETTINGS, RunContext
 from aimi.core.log import event
 from aimi.core.module import Discovery, Module, SourceModule, setting_names
-from aimi.core.ports import FILES, MEASUREMENTS
+from aimi.core.ports import FILES, MEASUREMENTS, WARNINGS
 from aimi.core.workflow import Step, Workflow
-from aimi.errors import CaseError
+from aimi.errors import CaseError, one_line
 
 log = logging.getLogger("aimi.core.runner")
 
@@ -35,6 +35,7 @@ class CaseResult:
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class CaseResult:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "outputs": self.outputs,
             **({"measurements": self.measurements} if self.measurements else {}),
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
 
@@ -91,12 +93,15 @@ class Runner:
                 return self._failed(result, step, str(error), started)
             except Exception as error:  # a module bug or library failure must not stop the other cases
                 log.debug(traceback.format_exc())
-                return self._failed(result, step, f"{type(error).__name__}: {error}", started)
+                return self._failed(result, step, one_line(error), started)
             result.seconds[step.label] = time.perf_counter() - started
         files = [p for name in self.workflow.artifacts_of(FILES) for p in case.artifacts.get(name, [])]
         result.outputs = [str(p.relative_to(self.context.output_dir)) for p in files]
         for name in self.workflow.artifacts_of(MEASUREMENTS):
             result.measurements.update(case.artifacts.get(name, {}))
+        result.warnings = [w for name in self.workflow.artifacts_of(WARNINGS) for w in case.artifacts.get(name, [])]
+        for warning in result.warnings:
+            event(log, "case.warning", logging.WARNING, case=case.id, warning=warning)
         event(log, "case.done", case=case.id, seconds=round(sum(result.seconds.values()), 2))
         return result
 

@@ -20,6 +20,10 @@ from pydicom.dataset import Dataset
 
 #: Largest relative deviation of slice steps from their median that still counts as one uniform grid.
 SLICE_STEP_TOLERANCE = 0.01
+#: How far ImageOrientationPatient may be from two orthogonal unit vectors (PS3.3 C.7.6.2.1.1) and still be used.
+ORIENTATION_TOLERANCE = 1e-3
+GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+GEOMETRY_TAGS = (("ImagePositionPatient", 3), ("ImageOrientationPatient", 6), ("PixelSpacing", 2))
 
 
 class GeometryError(ValueError):
@@ -56,6 +60,66 @@ class SeriesGeometry:
         return float(np.degrees(np.arccos(min(1.0, abs(self.normal[2])))))
 
 
+def header_problem(ds: Dataset) -> str:
+    """Why one image header cannot be a slice of a grid the chain reads, naming the tag; "" when it can.
+
+    Checked before any native library (dcm2niix, SimpleITK) sees the pixels: colour and multi-sample images, and
+    missing, non-numeric or degenerate geometry (orientation not two orthogonal unit vectors, spacing <= 0).
+    """
+    samples = _values(ds, "SamplesPerPixel", 1) if "SamplesPerPixel" in ds else [1.0]
+    if isinstance(samples, str) or samples != [1.0]:
+        return f"SamplesPerPixel {_shown(ds, 'SamplesPerPixel')}: colour or multi-sample images are not supported"
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in GREYSCALE:
+        return f"PhotometricInterpretation {photometric!r}: only greyscale (MONOCHROME1/2) images are supported"
+    for keyword in ("Rows", "Columns"):
+        size = _values(ds, keyword, 1)
+        if isinstance(size, str) or size[0] < 1:
+            return f"{keyword} {_shown(ds, keyword)}: an image needs at least one row and column"
+    found = {}
+    for keyword, count in GEOMETRY_TAGS:
+        numbers = _values(ds, keyword, count)
+        if isinstance(numbers, str):
+            return numbers
+        found[keyword] = np.asarray(numbers)
+    row, col = found["ImageOrientationPatient"][:3], found["ImageOrientationPatient"][3:]
+    if not (abs(row @ row - 1) < ORIENTATION_TOLERANCE and abs(col @ col - 1) < ORIENTATION_TOLERANCE
+            and abs(row @ col) < ORIENTATION_TOLERANCE):
+        return (f"ImageOrientationPatient {_shown(ds, 'ImageOrientationPatient')} is not two orthogonal unit "
+                "vectors (degenerate orientation)")
+    if np.any(found["PixelSpacing"] <= 0):
+        return f"PixelSpacing {_shown(ds, 'PixelSpacing')}: both values must be > 0"
+    return ""
+
+
+def _values(ds: Dataset, keyword: str, count: int) -> list[float] | str:
+    """`count` finite numbers from the element, or the problem with it, naming the tag."""
+    try:
+        raw = ds.get(keyword)
+    except Exception:  # a value pydicom cannot convert fails on access
+        return f"{keyword} {_shown(ds, keyword)} is not numeric"
+    if raw is None or raw == "":
+        return f"{keyword} missing"
+    items = list(raw) if isinstance(raw, Sequence) and not isinstance(raw, str | bytes) else [raw]
+    try:
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError):
+        return f"{keyword} {_shown(ds, keyword)} is not numeric"
+    if len(numbers) != count or not np.all(np.isfinite(numbers)):
+        return f"{keyword} {_shown(ds, keyword)}: expected {count} finite number(s)"
+    return numbers
+
+
+def _shown(ds: Dataset, keyword: str) -> str:
+    """The element's value as stored, short, for a reason (geometry tags, never names)."""
+    element = ds.data_element(keyword) if keyword in ds else None
+    if element is None:
+        return "(absent)"
+    value = element.value
+    text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
+    return repr(text.strip()[:40])
+
+
 def slice_normal(orientation: Sequence[float]) -> np.ndarray:
     row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)
     normal = np.cross(row, col)
@@ -69,9 +133,15 @@ def sort_by_position(datasets: Sequence[Dataset]) -> list[Dataset]:
         datasets,
         key=lambda ds: (
             float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))),
-            int(ds.get("InstanceNumber") or 0),
+            _instance_number(ds),
         ),
     )
+
+
+def _instance_number(ds: Dataset) -> float:
+    """InstanceNumber for breaking ties in position; 0 where it is absent or not a number."""
+    number = _values(ds, "InstanceNumber", 1)
+    return 0.0 if isinstance(number, str) else number[0]
 
 
 def series_geometry(sorted_datasets: Sequence[Dataset]) -> SeriesGeometry:

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import UID
+
 from aimi.core.case import Case, DicomSeries
 from aimi.core.context import RunContext
 from aimi.core.module import Discovery, SourceModule
-from aimi.dicom.geometry import GeometryError, series_geometry, sort_by_position
+from aimi.dicom.geometry import GeometryError, header_problem, series_geometry, sort_by_position
 from aimi.dicom.scan import SeriesFiles, scan
 from aimi.dicom.selection import Rule, as_number, first_failure, parse_rules
+from aimi.errors import one_line
 
 CASE_KINDS = ("series", "study")
 
@@ -61,7 +64,7 @@ class DicomImporter(SourceModule):
         candidates: list[Candidate] = []
         records = []
         for group in result.series:
-            record, candidate = self._examine(group)
+            record, candidate = self._examine_isolated(group)
             records.append(record)
             if candidate:
                 candidates.append(candidate)
@@ -73,16 +76,17 @@ class DicomImporter(SourceModule):
         cases, failures = self._study_cases(candidates, records)
         return Discovery(cases, records, ignored, failures)
 
-    def _examine(self, group: SeriesFiles) -> tuple[dict[str, Any], Candidate | None]:
+    def _examine_isolated(self, group: SeriesFiles) -> tuple[dict[str, Any], Candidate | None]:
+        """Whatever one series' headers hold, examining it can only mark that series, never end the scan."""
+        record = _record(group)
+        try:
+            return self._examine(group, record)
+        except Exception as error:  # a header no rule foresaw: this series is rejected, the others go on
+            record.update(status="rejected", reason=f"could not examine the series: {one_line(error)}")
+            return record, None
+
+    def _examine(self, group: SeriesFiles, record: dict[str, Any]) -> tuple[dict[str, Any], Candidate | None]:
         first = group.headers[0]
-        record: dict[str, Any] = {
-            "study_uid": group.study_uid,
-            "series_uid": group.series_uid,
-            "modality": str(first.get("Modality", "")),
-            "description": str(first.get("SeriesDescription", "")),
-            "series_number": _int(first.get("SeriesNumber")),
-            "files": len(group.files),
-        }
 
         def verdict(status: str, reason: str = "") -> tuple[dict[str, Any], None]:
             record.update(status=status, reason=reason)
@@ -91,7 +95,7 @@ class DicomImporter(SourceModule):
         roles = [role for role, rules in self.rules.items() if not first_failure(rules, first, None)]
         if not roles:
             return verdict("skipped", self._why_not(first, None))
-        problem = _unusable(group)
+        problem = _unusable(group) or _lost_files(group) or _bad_header(group)
         if problem:
             return verdict("rejected", problem)
         pairs = sorted(zip(group.headers, group.files, strict=True), key=lambda p: str(p[1]))
@@ -186,15 +190,63 @@ def _assign_roles(roles: list[str], members: list[Candidate]) -> dict[str, Candi
     return chosen
 
 
+def _record(group: SeriesFiles) -> dict[str, Any]:
+    """The series' report entry as far as its first header tells (every value read defensively)."""
+    first = group.headers[0]
+    record: dict[str, Any] = {
+        "study_uid": group.study_uid,
+        "series_uid": group.series_uid,
+        "modality": _text(first, "Modality"),
+        "description": _text(first, "SeriesDescription")[:200],
+        "series_number": _int(_text(first, "SeriesNumber")),
+        "files": len(group.files),
+    }
+    if group.dropped:
+        record["dropped_files"] = [{"file": path.name, "reason": reason} for path, _, reason in group.dropped]
+    return record
+
+
+def _text(header: Any, keyword: str) -> str:
+    try:
+        return str(header.get(keyword, "") or "").strip()
+    except Exception:  # a value pydicom cannot decode
+        return ""
+
+
 def _unusable(group: SeriesFiles) -> str:
     if not group.series_uid:
         return "SeriesInstanceUID is empty (de-identified without UIDs): a SEG could not reference its source series"
-    if any(not str(h.get("SOPInstanceUID", "")) for h in group.headers):
+    if any(not _text(h, "SOPInstanceUID") for h in group.headers):
         return "SOPInstanceUID is empty in some files: a SEG could not reference its source images"
+    for keyword, value in (("StudyInstanceUID", group.study_uid), ("SeriesInstanceUID", group.series_uid),
+                           *(("SOPInstanceUID", _text(h, "SOPInstanceUID")) for h in group.headers)):
+        if not UID(value).is_valid:
+            return (f"{keyword} {value[:70]!r} is not a valid UID (digits and dots, no leading zeros, at most 64 "
+                    "characters): a SEG referencing it would not be valid DICOM")
     frames = max(_int(h.get("NumberOfFrames")) or 1 for h in group.headers)
     if frames > 1:
         return f"multi-frame images ({frames} frames): only classic single-frame series are supported"
     return ""
+
+
+def _lost_files(group: SeriesFiles) -> str:
+    """Files of the series left out at the scan (truncated, no pixel data) that are not duplicates of kept ones:
+    the volume would come out short or with a gap."""
+    kept = {_text(h, "SOPInstanceUID") for h in group.headers}
+    lost = [(path, reason) for path, header, reason in group.dropped if _text(header, "SOPInstanceUID") not in kept]
+    if not lost:
+        return ""
+    total = len(group.files) + len(lost)
+    return (f"{len(lost)} of {total} files unusable ({lost[0][1]}): segmenting the rest would give a short volume "
+            "or one with a gap")
+
+
+def _bad_header(group: SeriesFiles) -> str:
+    """The first file whose header cannot be a slice of a readable grid, naming the tag (aimi.dicom.geometry)."""
+    problems = [problem for header in group.headers if (problem := header_problem(header))]
+    if not problems:
+        return ""
+    return problems[0] + (f" ({len(problems)} of {len(group.headers)} files)" if len(group.headers) > 1 else "")
 
 
 def _int(value: Any) -> int | None:

@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dcm2niix
+import numpy as np
+import pydicom
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from aimi.core.case import Case, DicomSeries
 from aimi.core.module import Module
-from aimi.core.ports import IMAGES, SERIES, Port, ports
+from aimi.core.ports import IMAGES, SERIES, WARNED, Port, ports
 from aimi.dicom.geometry import same_voxel_centres
 from aimi.errors import CaseError
+
+#: CT values any tissue, air or metal takes after rescale; a series mostly outside them is warned about.
+CT_PLAUSIBLE_HU = (-2000.0, 5000.0)
+CT_IMPLAUSIBLE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -27,22 +35,56 @@ class Settings:
     timeout_s: float = 600.0
 
 
+def implausible_intensities(series: DicomSeries, image: sitk.Image) -> str:
+    """A CT whose values mostly lie outside any tissue (a wrong RescaleSlope, a non-HU export) still runs, with this
+    warning in its report entry; "" when the values are plausible."""
+    if series.modality != "CT":
+        return ""
+    values = sitk.GetArrayViewFromImage(image)
+    low, high = CT_PLAUSIBLE_HU
+    outside = float(np.mean((values < low) | (values > high)))
+    if outside <= CT_IMPLAUSIBLE_FRACTION:
+        return ""
+    return (f"series {series.series_uid}: {outside:.0%} of the voxels lie outside {low:g}..{high:g} HU after "
+            "rescale (RescaleSlope/RescaleIntercept wrong?); the segmentation is unlikely to be meaningful")
+
+
+def _transfer_syntax(header: Dataset) -> str:
+    meta = header.__dict__.get("file_meta")
+    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+
+
+def _inflate(path: Path, target: Path) -> None:
+    """A deflated file rewritten as explicit VR little endian (the same elements, the pixels were never deflated
+    separately), for converters that cannot inflate."""
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(target, enforce_file_format=True)
+
+
 class NiftiConverter(Module):
     inputs = ports(series=Port(SERIES, "the series to convert, by role", "series"))
-    outputs = ports(images=Port(IMAGES, "one volume per role, on its series' own grid", "images"))
+    outputs = ports(images=Port(IMAGES, "one volume per role, on its series' own grid", "images"), warnings=WARNED)
     Settings = Settings
 
     def __call__(self, case: Case) -> None:
         series_by_role: dict[str, DicomSeries] = self.read(case, "series")
-        self.write(case, "images", {role: self.convert(series) for role, series in series_by_role.items()})
+        images = {role: self.convert(series) for role, series in series_by_role.items()}
+        self.write(case, "images", images)
+        self.write(case, "warnings", [warning for role, series in series_by_role.items()
+                                      if (warning := implausible_intensities(series, images[role]))])
 
     def convert(self, series: DicomSeries) -> sitk.Image:
         with tempfile.TemporaryDirectory(prefix="aimi-dcm2niix-") as work:
             source, target = Path(work, "in"), Path(work, "out")
             source.mkdir()
             target.mkdir()
-            for index, path in enumerate(series.files):
-                os.symlink(path.resolve(), source / f"{index:05d}.dcm")
+            for index, (path, header) in enumerate(zip(series.files, series.headers, strict=True)):
+                link = source / f"{index:05d}.dcm"
+                if _transfer_syntax(header) == DeflatedExplicitVRLittleEndian:
+                    _inflate(path, link)  # dcm2niix cannot read deflated files
+                else:
+                    os.symlink(path.resolve(), link)
             self._run(series, source, target)
             return self._choose(series, sorted(target.glob("*.nii")))
 

@@ -13,11 +13,15 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
-from pydicom.valuerep import PersonName
+from pydicom.valuerep import MAX_VALUE_LEN, PersonName
 
 from aimi.atomic import write_atomically
 from aimi.seg.segments import SegmentSpec
+
+#: Longest value of each free-text VR (PS3.5 6.2; a person name: 64 characters per component group).
+TEXT_VR_LIMITS = {vr: MAX_VALUE_LEN[vr] for vr in ("AE", "CS", "LO", "LT", "SH", "ST")} | {"PN": 64}
 
 
 def _artificial_intelligence() -> hd.sr.CodedConcept:
@@ -83,7 +87,31 @@ def build_seg(
         series_description=header.series_description,
     )
     seg.BodyPartExamined = header.body_part_examined
+    fit_text_to_vr(seg)
     return seg
+
+
+def fit_text_to_vr(ds: Dataset) -> None:
+    """Cut every text value to its VR's maximum length (PS3.5 6.2), sequences included: highdicom copies the
+    source's patient and study attributes as they are, and a source with a 20,000-character StudyDescription would
+    otherwise give an invalid SEG."""
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                fit_text_to_vr(item)
+            continue
+        limit = TEXT_VR_LIMITS.get(element.VR)
+        if limit is None or element.value is None:
+            continue
+        if isinstance(element.value, MultiValue):
+            element.value = [_cut(v, limit) for v in element.value]
+        else:
+            element.value = _cut(element.value, limit)
+
+
+def _cut(value: object, limit: int) -> object:
+    text = str(value)
+    return value if len(text) <= limit else text[:limit].rstrip()
 
 
 def _check_labels(labels: np.ndarray, source_datasets: Sequence[Dataset], segments: Sequence[SegmentSpec]) -> None:

@@ -1,0 +1,450 @@
+"""A corpus of bad and unusual DICOM input, all in one folder with good series, for the kidney CT chain.
+
+Each class writes its own subfolder and says what a run must make of it: the series' status and a pattern its
+reason must match, or, for a file that is no usable image, the ignored-file reason. Every class plants its own
+patient name, so a test can grep every output for all of them (no name may reach a log, the report or stdout).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless, generate_uid
+
+from aimi_testkit.phantoms import demo_grid, phantom_shapes
+from aimi_testkit.synthetic import (
+    GridSpec,
+    StudyInfo,
+    corrupt_pixel_data,
+    sample_phantom,
+    write_localizer,
+    write_non_dicom,
+    write_series,
+    write_sr,
+)
+
+#: Kidney CT intensities (HU) of the test model's phantom.
+INTENSITIES = {0: [-100.0], 1: [150.0], 2: [60.0], 3: [0.0]}
+SLICES = 20  # the kidney preset's minimum
+
+
+@dataclass
+class Expect:
+    """What a run must report for one class: a series (by UID) or an ignored file (by path under the root)."""
+
+    status: str  # selected | skipped | rejected | ignored | absent (not reported as a series at all)
+    reason: str = ""  # regex the reason must match (search)
+    series_uid: str = ""
+    files: list[str] = field(default_factory=list)  # ignored files, relative to the corpus root
+    patient_name: str = ""
+    warning: str = ""  # regex a warning of the case must match
+
+
+def _series(folder: Path, name: str, *, grid: GridSpec | None = None, seed: int = 0,
+            **options: object) -> tuple[list[Path], str]:
+    """A kidney phantom series under `folder` with patient `name`; returns its files and SeriesInstanceUID."""
+    grid = grid or demo_grid(rows=32, columns=32, slices=SLICES)
+    volume, _ = sample_phantom(grid, phantom_shapes(INTENSITIES, organ=1, lesions=[2, 3]), -100.0, noise_sd=5.0,
+                               rng=np.random.default_rng(seed))
+    study = StudyInfo.new(f"ID-{name}", patient_name=name)
+    files = write_series(volume, grid, folder, study=study, **options)  # type: ignore[arg-type]
+    return files, str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
+def _edit(files: list[Path], change: Callable[[pydicom.Dataset], None], *, only: int | None = None) -> None:
+    for index, path in enumerate(files):
+        if only is None or index == only:
+            ds = pydicom.dcmread(path)
+            change(ds)
+            ds.save_as(path)
+
+
+def _rel(root: Path, paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(root)) for p in paths]
+
+
+def _delete(*keywords: str) -> Callable[[pydicom.Dataset], None]:
+    def change(ds: pydicom.Dataset) -> None:
+        for keyword in keywords:
+            if keyword in ds:
+                delattr(ds, keyword)
+    return change
+
+
+def _set(**values: object) -> Callable[[pydicom.Dataset], None]:
+    def change(ds: pydicom.Dataset) -> None:
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+    return change
+
+
+def _raw(keyword: str, text: bytes) -> Callable[[pydicom.Dataset], None]:
+    """Store `text` as the element's raw bytes, whatever its VR allows (what a broken writer leaves behind)."""
+    def change(ds: pydicom.Dataset) -> None:
+        element = ds[keyword]
+        ds[keyword] = pydicom.dataelem.RawDataElement(element.tag, element.VR, len(text), text, 0, False, True)
+    return change
+
+
+def good(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "good" / "a" / "b", name, file_names="random")
+    return Expect("selected", "^$|duplicate", uid, patient_name=name)
+
+
+def good_second(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "good2", name, seed=1, descending_files=True)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def zero_byte(root: Path, name: str) -> Expect:
+    path = root / "zero" / "empty.dcm"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    return Expect("ignored", "not a DICOM file|unreadable", files=_rel(root, [path]))
+
+
+def junk(root: Path, name: str) -> Expect:
+    path = write_non_dicom(root / "junk" / "README.dcm")
+    return Expect("ignored", "not a DICOM file", files=_rel(root, [path]))
+
+
+def truncated_file(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "truncated_file", name)
+    data = files[5].read_bytes()
+    files[5].write_bytes(data[:200])  # too short to say which series it was: the others show the gap
+    return Expect("rejected", "slice spacing is not uniform", uid, files=_rel(root, [files[5]]), patient_name=name)
+
+
+def no_pixel_data(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "no_pixels", name)
+    _edit(files, _delete("PixelData"))
+    return Expect("ignored", "without pixel data", uid, files=_rel(root, files), patient_name=name)
+
+
+def structured_report(root: Path, name: str) -> Expect:
+    path = write_sr(root / "sr", StudyInfo.new(patient_name=name))
+    return Expect("ignored", "not an image object", files=_rel(root, [path]), patient_name=name)
+
+
+def localizer(root: Path, name: str) -> Expect:
+    files = write_localizer(root / "localizer", StudyInfo.new(patient_name=name))
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    return Expect("skipped", "LOCALIZER|Image", uid, patient_name=name)
+
+
+def slice_gap(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "gap", name)
+    files[7].unlink()
+    return Expect("rejected", "slice spacing is not uniform", uid, patient_name=name)
+
+
+def duplicate_files(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "duplicates", name)
+    (root / "duplicates" / "copy.dcm").write_bytes(files[3].read_bytes())
+    return Expect("selected", "1 duplicate file", uid, patient_name=name)
+
+
+def mixed_sizes(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "mixed_sizes", name)
+    big, _ = _series(root / "mixed_sizes_tmp", name, grid=demo_grid(rows=40, columns=32, slices=SLICES))
+    replacement = pydicom.dcmread(big[4])
+    replacement.SeriesInstanceUID = uid
+    replacement.StudyInstanceUID = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    replacement.save_as(files[4])
+    for path in big:
+        path.unlink()
+    (root / "mixed_sizes_tmp").rmdir()
+    return Expect("rejected", "Rows/Columns differ", uid, patient_name=name)
+
+
+def mixed_orientations(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "mixed_orientations", name)
+    _edit(files, _set(ImageOrientationPatient=[1, 0, 0, 0, 0.9998477, -0.0174524]), only=3)
+    return Expect("rejected", "ImageOrientationPatient differs", uid, patient_name=name)
+
+
+def gantry_tilt(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "tilt", name, extra_tags={"GantryDetectorTilt": 12.0})
+    return Expect("skipped", "GantryDetectorTilt", uid, patient_name=name)
+
+
+def rle_compressed(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "rle", name)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def deflated(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "deflated", name)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def eight_bit(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "eight_bit", name)
+
+    def to_8bit(ds: pydicom.Dataset) -> None:
+        pixels = np.clip(ds.pixel_array // 8, 0, 255).astype(np.uint8)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 8, -1024
+        ds.PixelData = pixels.tobytes()
+    _edit(files, to_8bit)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def thirty_two_bit(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "thirty_two_bit", name)
+
+    def to_32bit(ds: pydicom.Dataset) -> None:
+        pixels = ds.pixel_array.astype(np.int32) - 1024
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 1
+        ds.RescaleIntercept = 0
+        ds.PixelData = pixels.tobytes()
+    _edit(files, to_32bit)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def signed_mix(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "signed_mix", name)
+
+    def to_signed(ds: pydicom.Dataset) -> None:
+        pixels = ds.pixel_array.astype(np.int16) - 1024
+        ds.PixelRepresentation, ds.RescaleIntercept = 1, 0
+        ds.PixelData = pixels.tobytes()
+    _edit(files, to_signed, only=0)
+    return Expect("selected|rejected", "^$|PixelRepresentation", uid, patient_name=name)
+
+
+def single_slice(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "single", name, grid=demo_grid(rows=32, columns=32, slices=1))
+    return Expect("skipped|rejected", "slice", uid, patient_name=name)
+
+
+def two_slices(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "two", name, grid=demo_grid(rows=32, columns=32, slices=2))
+    return Expect("skipped", "@slices", uid, patient_name=name)
+
+
+def symlink_loop(root: Path, name: str) -> Expect:
+    _, uid = _series(root / "loop" / "inner", name)
+    (root / "loop" / "inner" / "back").symlink_to(root / "loop")
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def dicomdir(root: Path, name: str) -> Expect:
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.FileSetID = "AIMI"
+    ds.DirectoryRecordSequence = []
+    path = root / "dicomdir" / "DICOMDIR"
+    path.parent.mkdir(parents=True)
+    ds.save_as(path, enforce_file_format=True)
+    return Expect("ignored", "not an image object", files=_rel(root, [path]))
+
+
+def empty_uids(root: Path, name: str) -> Expect:
+    files, _ = _series(root / "empty_uids", name)
+    _edit(files, _set(SeriesInstanceUID=""))
+    return Expect("rejected", "SeriesInstanceUID is empty", "", patient_name=name)
+
+
+def multi_frame(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "multi_frame", name)
+    _edit(files, _set(NumberOfFrames=2), only=0)
+    return Expect("rejected", "multi-frame", uid, patient_name=name)
+
+
+def long_strings(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "long_strings", name)
+    _edit(files, _raw("StudyDescription", b"X" * 20000))
+    _edit(files, _raw("SeriesDescription", b"Y" * 20000))
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def non_ascii_utf8(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "utf8", name)
+    _edit(files, _set(SpecificCharacterSet="ISO_IR 192", StudyDescription="Nieren Übersicht / 腎臓",
+                      InstitutionName="Universitätsklinik Zürich"))
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def undeclared_latin1(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "latin1", name)
+    _edit(files, _raw("StudyDescription", "Nieren Übersicht".encode("latin-1")))
+    _edit(files, _raw("InstitutionName", "Hôpital Cantonal ".encode("latin-1")))
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def missing_position_everywhere(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "no_position", name)
+    _edit(files, _delete("ImagePositionPatient"))
+    return Expect("rejected", "ImagePositionPatient missing", uid, patient_name=name)
+
+
+def missing_position_once(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "no_position_once", name)
+    _edit(files, _delete("ImagePositionPatient"), only=9)
+    return Expect("rejected", "ImagePositionPatient missing", uid, patient_name=name)
+
+
+def missing_orientation(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "no_orientation", name)
+    _edit(files, _delete("ImageOrientationPatient"))
+    return Expect("rejected", "ImageOrientationPatient missing", uid, patient_name=name)
+
+
+def missing_spacing(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "no_spacing", name)
+    _edit(files, _delete("PixelSpacing"))
+    return Expect("rejected", "PixelSpacing missing", uid, patient_name=name)
+
+
+def garbled_position(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "garbled_position", name)
+    _edit(files, _raw("ImagePositionPatient", b"abc\\def\\ghi "), only=4)
+    return Expect("rejected", "ImagePositionPatient .*not numeric", uid, patient_name=name)
+
+
+def garbled_instance_number(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "garbled_instance", name)
+    _edit(files, _raw("InstanceNumber", b"x1 "))
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
+def screen_save(root: Path, name: str) -> Expect:
+    """A GE dose report: Secondary Capture, Modality CT, no geometry at all."""
+    files, uid = _series(root / "screen_save", name, grid=demo_grid(rows=32, columns=32, slices=1))
+    _edit(files, _delete("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness"))
+    _edit(files, _set(SOPClassUID="1.2.840.10008.5.1.4.1.1.7", ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"]))
+    return Expect("skipped|rejected", "ImageType|ImagePositionPatient", uid, patient_name=name)
+
+
+def rgb(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "rgb", name)
+
+    def to_rgb(ds: pydicom.Dataset) -> None:
+        grey = np.clip(ds.pixel_array // 16, 0, 255).astype(np.uint8)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = np.repeat(grey[..., None], 3, axis=2).tobytes()
+    _edit(files, to_rgb)
+    return Expect("rejected", "SamplesPerPixel '3': colour", uid, patient_name=name)
+
+
+def name_without_caret(root: Path, name: str) -> Expect:
+    """De-identified data often hold a name without `^`: highdicom warns and its warning prints the value."""
+    _, uid = _series(root / "no_caret", name.replace("^", ""))
+    return Expect("selected", "^$", uid, patient_name=name.replace("^", ""))
+
+
+def dropped_first_and_last(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "dropped_ends", name)
+    for path in (files[0], files[-1]):
+        corrupt_pixel_data(path)
+        path.write_bytes(path.read_bytes()[:-100])
+    return Expect("rejected", r"2 of 20 files unusable", uid, files=_rel(root, [files[0], files[-1]]),
+                  patient_name=name)
+
+
+def dropped_middle(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "dropped_middle", name)
+    files[10].write_bytes(files[10].read_bytes()[:-300])
+    return Expect("rejected", r"1 of 20 files unusable", uid, files=_rel(root, [files[10]]), patient_name=name)
+
+
+def fifo(root: Path, name: str) -> Expect:
+    path = root / "fifo" / "pipe.dcm"
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    return Expect("ignored", "not a regular file", files=_rel(root, [path]))
+
+
+def zero_orientation(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "zero_orientation", name)
+    _edit(files, _set(ImageOrientationPatient=[0, 0, 0, 0, 0, 0]))
+    return Expect("rejected", "ImageOrientationPatient .*orthogonal unit", uid, patient_name=name)
+
+
+def sheared_orientation(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "sheared_orientation", name)
+    _edit(files, _set(ImageOrientationPatient=[1, 0, 0, 0.5, 0.8660254, 0.2]))
+    return Expect("rejected", "ImageOrientationPatient .*orthogonal unit", uid, patient_name=name)
+
+
+def zero_spacing(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "zero_spacing", name)
+    _edit(files, _set(PixelSpacing=[0, 0]))
+    return Expect("rejected", "PixelSpacing .*> 0", uid, patient_name=name)
+
+
+def illegal_uid(root: Path, name: str) -> Expect:
+    files, _ = _series(root / "illegal_uid", name)
+    _edit(files, _raw("SeriesInstanceUID", b"1.2.3/../x"))
+    return Expect("rejected", "SeriesInstanceUID .*not a valid UID", "1.2.3/../x", patient_name=name)
+
+
+def huge_rescale(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "huge_rescale", name)
+    _edit(files, _set(RescaleSlope="1e30"))
+    return Expect("selected", "^$", uid, patient_name=name, warning="outside .*HU")
+
+
+def ybr_colour(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "ybr", name)
+    _edit(files, _set(PhotometricInterpretation="YBR_FULL"))
+    return Expect("rejected", "PhotometricInterpretation 'YBR_FULL'", uid, patient_name=name)
+
+
+def zero_rows(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "zero_rows", name)
+    _edit(files, _set(Rows=0))
+    return Expect("rejected|ignored", "Rows|pixel data", uid, files=[], patient_name=name)
+
+
+def big_endian(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "big_endian", name)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+        pydicom.filewriter.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    return Expect("selected|rejected", "^$|[Bb]ig", uid, patient_name=name)
+
+
+def compressed_blob(root: Path, name: str) -> Expect:
+    path = root / "compressed_blob" / "blob.dcm"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"DICM" + zlib.compress(b"x" * 1000))
+    return Expect("ignored", "not a DICOM file|unreadable", files=_rel(root, [path]))
+
+
+CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function for function in [
+    good, good_second, zero_byte, junk, truncated_file, no_pixel_data, structured_report, localizer, slice_gap,
+    duplicate_files, mixed_sizes, mixed_orientations, gantry_tilt, rle_compressed, deflated, eight_bit,
+    thirty_two_bit, signed_mix, single_slice, two_slices, symlink_loop, dicomdir, empty_uids, multi_frame,
+    long_strings, non_ascii_utf8, undeclared_latin1, missing_position_everywhere, missing_position_once,
+    missing_orientation, missing_spacing, garbled_position, garbled_instance_number, screen_save, rgb,
+    name_without_caret, dropped_first_and_last, dropped_middle, fifo, zero_orientation, sheared_orientation,
+    zero_spacing, illegal_uid, huge_rescale, ybr_colour, zero_rows, big_endian, compressed_blob,
+]}
+
+
+def write_corpus(root: Path) -> dict[str, Expect]:
+    """Every class under `root/<class folder>`; each plants its own patient name `PLANTED^<CLASS>`."""
+    return {name: write(root, f"PLANTED^{name.upper()}") for name, write in CLASSES.items()}
