@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from aimi.atomic import prepare_output_folder
 from aimi.chain import build_chain
 from aimi.core.context import RunOptions
 from aimi.core.log import event
-from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError, os_reason
 from aimi.report import now, report_header, summary, write_report
 
 log = logging.getLogger("aimi.run")
@@ -33,7 +36,9 @@ def run_model(
     started = now()
     runner = build_chain(model_name, weights_dir=weights_dir, output_dir=output_dir, options=options,
                          workflow=workflow, assignments=assignments or [])
-    output_dir.mkdir(parents=True, exist_ok=True)
+    stale = prepare_output_folder(output_dir)
+    if stale:
+        event(log, "output.stale_removed", files=len(stale))
     discovery = runner.discover(input_dir)
     results = [r.as_dict() for r in runner.run_cases(discovery.cases)]
     results += [_failed_before_start(f) for f in discovery.failures]
@@ -49,8 +54,13 @@ def run_model(
         "cases": results,
         "modules": runner.module_stats(),
     }
-    write_report(output_dir / REPORT_NAME, report)
     event(log, "run.done", **report["summary"])
+    try:
+        write_report(output_dir / REPORT_NAME, report)
+    except OSError as error:
+        print(f"aimi: error: cannot write {output_dir / REPORT_NAME}: {os_reason(error)}; "
+              f"summary: {json.dumps(report['summary'])}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_FAILED if report["summary"]["cases_failed"] else EXIT_OK
 
 

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from aimi.core.context import RunContext, RunOptions
 from aimi.core.workflow import load_workflow
 from aimi.dicom.resample import on_source_grid
+from aimi.errors import CaseError
 from aimi.io.data_organizer import DataOrganizer
 from aimi.io.dicom_importer import DicomImporter
 from aimi.io.dseg_converter import DsegConverter
@@ -22,6 +23,7 @@ from aimi.registry import registry
 from aimi.seg.writer import write_dataset_atomically
 from aimi_testkit.seg_reader import read_seg_masks
 from aimi_testkit.synthetic import Ellipsoid, GridSpec, sample_phantom, write_series
+from tests.support.oslimits import file_size_limit
 from tests.support.validators import dciodvfy_errors
 
 # Asymmetric shapes: any flip, transposition or slice-order error moves at least one of them.
@@ -170,3 +172,27 @@ def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(mod
     [written] = case.artifacts["files"]
     assert written.name == f"{KIDNEY.name}.seg.dcm" and written.parent.name == case.id
     assert dciodvfy_errors(written) == []
+
+
+def test_a_write_that_fails_fails_the_case_naming_the_file_and_leaves_nothing(modules, tmp_path: Path):
+    """A full disk (writes past 8 KiB fail) and a folder the pattern needs that is a file: the case fails with one
+    line naming the file; no temporary, no partial SEG, no empty case folder is left."""
+    grid, _ = GRIDS["axial"]
+    volume, _ = sample_phantom(grid, SHAPES, -100.0)
+    write_series(volume, grid, tmp_path / "dicom")
+    [case] = modules["import"].discover(tmp_path / "dicom").cases
+    modules["convert"](case)
+    case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
+    modules["seg"](case)
+    organizer = modules["organize"]
+    out = organizer.context.output_dir
+    before = sorted(out.rglob("*"))
+    with pytest.raises(CaseError, match=rf"cannot write {case.id}/{KIDNEY.name}\.seg\.dcm: File too large"), \
+            file_size_limit(8192):
+        organizer(case)
+    assert sorted(out.rglob("*")) == before
+    (out / case.id).write_text("a file where the case folder goes")
+    with pytest.raises(CaseError, match=rf"cannot write {case.id}/{KIDNEY.name}\.seg\.dcm: "):
+        organizer(case)
+    (out / case.id).unlink()
+    assert sorted(out.rglob("*")) == before

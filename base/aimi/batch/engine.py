@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from aimi.atomic import prepare_output_folder, remove_stale
 from aimi.batch.ledger import Entry, Ledger
 from aimi.batch.prefetch import Fetched, Prefetcher
 from aimi.batch.sources import Source
@@ -64,11 +65,11 @@ class Outcome:
 
 def run_batch(uids: list[str], source: Source, settings: BatchSettings) -> int:
     """Segment every series of `uids` not yet done; exit 1 when any series of the manifest ends failed."""
-    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(settings.output_dir)  # before the lock: a folder that takes no file fails here
     with _exclusive(settings.output_dir), Ledger(settings.output_dir / LEDGER_NAME) as ledger:
         started = now()
         ledger.add(uids)
-        _remove_partials(settings.output_dir)
+        remove_stale(settings.output_dir)
         requeued = ledger.recover(settings.output_dir)
         todo = ledger.todo(uids, settings.retries)
         event(log, "batch.start", series=len(uids), todo=len(todo), requeued=len(requeued))
@@ -91,12 +92,6 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
             raise ConfigError(f"another aimi batch is writing to {output_dir}; wait for it or use another -o") from None
         yield
 
-
-def _remove_partials(output_dir: Path) -> None:
-    """Temporary files a killed run left behind (outputs are renamed into place only when complete)."""
-    for pattern in (".*.partial*", "*/.*.partial*"):
-        for path in output_dir.glob(pattern):
-            path.unlink(missing_ok=True)
 
 
 def _build_runner(settings: BatchSettings) -> Runner:

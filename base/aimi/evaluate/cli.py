@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pydicom
 
+from aimi.atomic import is_temporary
 from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from aimi.evaluate import SegmentResult, evaluate_pair
 from aimi.evaluate import report as out
@@ -126,7 +127,7 @@ def _by_referenced_series(folder: Path) -> tuple[dict[str, Path], list[str]]:
 def _seg_headers(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
     """Every SEG file under `folder` with its header (pixels not read); other files are ignored."""
     headers = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not is_temporary(p)):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError):

@@ -23,7 +23,7 @@ from aimi.core.context import RunContext
 from aimi.core.log import event
 from aimi.core.module import Module
 from aimi.core.ports import IMAGES, LABELMAP, PROVENANCE, Port, ports
-from aimi.errors import CaseError, ConfigError
+from aimi.errors import CaseError, ConfigError, one_line
 from aimi.inference.device import resolve_device
 from aimi.weights import model_folder, provenance, require_weights
 
@@ -58,6 +58,30 @@ def folds_in(folder: Path, requested: str) -> tuple[int, ...]:
     return wanted
 
 
+def _checked(folder: Path) -> Path:
+    """The model folder, its dataset.json and plans.json readable JSON, or ConfigError naming the file."""
+    for name in ("dataset.json", "plans.json"):
+        path = folder / name
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: not a readable nnU-Net {name}: {one_line(error)}") from None
+    return folder
+
+
+def _load_failure(model: _Model, error: Exception) -> str:
+    """Which file of the model nnU-Net could not load: the first checkpoint torch cannot read, else the folder."""
+    import torch
+
+    for fold in model.folds:
+        checkpoint = model.folder / f"fold_{fold}" / "checkpoint_final.pth"
+        try:
+            torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except Exception as checkpoint_error:
+            return f"{checkpoint}: not a loadable nnU-Net checkpoint: {one_line(checkpoint_error)}"
+    return f"{model.folder}: nnU-Net could not load the model: {one_line(error)}"
+
+
 class _Model:
     """One nnU-Net model folder and, once first needed, its predictor."""
 
@@ -90,8 +114,17 @@ class NNUnetRunner(Module):
         require_weights(context.weights_dir, manifest)
         self.device = resolve_device(settings.device)
         folder = model_folder(context.weights_dir, manifest, entry)
-        self.model = _Model(entry.id, folder, folds_in(folder, settings.folds))
+        self.model = _Model(entry.id, _checked(folder), folds_in(folder, settings.folds))
         self.loads = 0
+        self._preflight()
+
+    def _preflight(self) -> None:
+        """Load the model before the first case, so that a broken weights file stops the run (exit 2) naming it,
+        instead of failing every case."""
+        try:
+            self._predictor(self.model)
+        except Exception as error:
+            raise ConfigError(_load_failure(self.model, error)) from None
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -7,12 +7,15 @@ no partial file ever appears. Folder names come from UIDs only after checking th
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import os
 import re
+import shutil
 import string
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import SimpleITK as sitk
 
@@ -22,7 +25,7 @@ from aimi.core.module import Module
 from aimi.core.ports import FILES, IMAGES, LABELMAP, SEGS, SERIES_LABELMAPS, Port, ports
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.dicom.resample import role_on_source_grid
-from aimi.errors import CaseError
+from aimi.errors import CaseError, os_reason
 from aimi.io.qc import overlay_png
 
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -40,8 +43,42 @@ class Settings:
         names = {name for _, name, _, _ in string.Formatter().parse(self.pattern) if name}
         if names - set(FIELDS) or not self.pattern.endswith(".seg.dcm"):
             raise ValueError(f"pattern {self.pattern!r}: use fields {', '.join(FIELDS)} and end with .seg.dcm")
+        parts = PurePosixPath(self.pattern).parts
+        if PurePosixPath(self.pattern).is_absolute() or "\\" in self.pattern or any(p in ("..", ".") for p in parts):
+            raise ValueError(f"pattern {self.pattern!r}: a path relative to the output folder, without '..' or '.'")
         if self.labelmap_format not in LABELMAP_FORMATS:
             raise ValueError(f"labelmap_format {self.labelmap_format!r}: one of {', '.join(LABELMAP_FORMATS)}")
+
+
+def write_labelmap(image: sitk.Image, path: Path, labelmap_format: str) -> None:
+    """The format named, not guessed from the (temporary) file name. NIfTI insists on a .nii name: it is written
+    beside the temporary under one, then moved (or gzipped, for .nii.gz) onto it."""
+    if labelmap_format == "nrrd":
+        sitk.WriteImage(image, str(path), useCompression=True, imageIO="NrrdImageIO")
+        return
+    plain = path.with_name(path.name + ".nii")
+    try:
+        sitk.WriteImage(image, str(plain), imageIO="NiftiImageIO")
+        if labelmap_format == "nii":
+            os.replace(plain, path)
+            return
+        with plain.open("rb") as source, gzip.open(path, "wb") as target:
+            shutil.copyfileobj(source, target)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns those created, outermost first."""
+    missing = [folder, *folder.parents]
+    missing = [f for f in missing if not f.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def safe_name(text: str) -> str:
+    """A role name as a path component: letters, digits, - and _ only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"
 
 
 def safe_uid(uid: str) -> str:
@@ -64,24 +101,36 @@ class DataOrganizer(Module):
     def __call__(self, case: Case) -> None:
         series_by_role: dict[str, DicomSeries] = self.read(case, "series")
         staged: list[tuple[Path, Path]] = []
+        created: list[Path] = []
+        target = self.context.output_dir
         try:
             for role, seg in self.read(case, "segs").items():
                 series = series_by_role[role]
-                target = self.context.output_dir / self.settings.pattern.format(
-                    series_uid=safe_uid(series.series_uid), study_uid=safe_uid(series.study_uid),
-                    model=self.context.model_name, role=role,
-                )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                staged.append((stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True),
-                                     keep_extension=True), target))
+                target = self._target(series, role)
+                created += _make_folders(target.parent)
+                staged.append((stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True)), target))
                 staged.extend(self._extras(case, role, series, target))
-        except BaseException:
+            for temporary, target in staged:
+                os.replace(temporary, target)
+        except BaseException as error:
             for temporary, _ in staged:
                 temporary.unlink(missing_ok=True)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: a case leaves no empty folder behind
+            if isinstance(error, OSError):
+                where = target.relative_to(self.context.output_dir) if target.is_relative_to(
+                    self.context.output_dir) else target.name
+                raise CaseError(f"case {case.id}: cannot write {where}: {os_reason(error)}") from None
             raise
-        for temporary, target in staged:
-            os.replace(temporary, target)
         self.write(case, "files", [target for _, target in staged])
+
+    def _target(self, series: DicomSeries, role: str) -> Path:
+        """The SEG's path under the output folder; the pattern was checked relative, the fields are UIDs."""
+        relative = self.settings.pattern.format(series_uid=safe_uid(series.series_uid),
+                                                study_uid=safe_uid(series.study_uid),
+                                                model=self.context.model_name, role=safe_name(role))
+        return self.context.output_dir / relative
 
     def _extras(self, case: Case, role: str, series: DicomSeries, seg_path: Path) -> list[tuple[Path, Path]]:
         """The label map and QC overlay beside the SEG, when asked for (only then is a label map needed)."""
@@ -101,9 +150,9 @@ class DataOrganizer(Module):
             image = sitk.GetImageFromArray(labels)
             image.CopyInformation(series.geometry.reference_image())
             target = seg_path.with_name(f"{stem}.labels.{self.settings.labelmap_format}")
-            extras.append((stage(target, lambda p: sitk.WriteImage(image, str(p), True), keep_extension=True), target))
+            extras.append((stage(target, lambda p: write_labelmap(image, p, self.settings.labelmap_format)), target))
         if wants_png:
             target = seg_path.with_name(f"{stem}.qc.png")
             writer = lambda p: overlay_png(images[role], labels, series.geometry, series.modality, p)  # noqa: E731
-            extras.append((stage(target, writer, keep_extension=True), target))
+            extras.append((stage(target, writer), target))
         return extras
