@@ -65,16 +65,7 @@ def prepare_output_folder(folder: Path) -> list[Path]:
 
 def write_probe(folder: Path) -> Path:
     """A small file written the way outputs are, so a full or read-only disk shows before the first case."""
-    probe = temporary_for(folder / ".aimi-write-probe")
-    try:
-        with open(probe, "wb") as stream:
-            stream.write(b"\0" * 4096)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException:
-        probe.unlink(missing_ok=True)
-        raise
-    return probe
+    return stage(folder / ".aimi-write-probe", lambda path: path.write_bytes(b"\0" * 4096))
 
 
 def stage(path: Path, write: Callable[[Path], object]) -> Path:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from aimi.core.case import Case
 from aimi.core.context import RunContext, RunOptions
 from aimi.core.workflow import load_workflow
 from aimi.dicom.resample import on_source_grid
@@ -157,9 +159,8 @@ def test_label_map_on_the_source_points_in_any_axis_order_is_rearranged_exactly(
     np.testing.assert_array_equal(on_source_grid(shifted, series.geometry), sitk.GetArrayFromImage(resampled))
 
 
-def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(modules, tmp_path: Path):
-    """No label map named `main` (a chain that names its result otherwise): the SEG is all DataOrganizer needs
-    unless a label map file or QC overlay is asked for."""
+def segmented_case(modules: dict[str, Any], tmp_path: Path) -> Case:
+    """An axial phantom series imported, converted, labelled at its voxel centres and encoded as a SEG."""
     grid, _ = GRIDS["axial"]
     volume, _ = sample_phantom(grid, SHAPES, -100.0)
     write_series(volume, grid, tmp_path / "dicom")
@@ -167,6 +168,13 @@ def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(mod
     modules["convert"](case)
     case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
     modules["seg"](case)
+    return case
+
+
+def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(modules, tmp_path: Path):
+    """No label map named `main` (a chain that names its result otherwise): the SEG is all DataOrganizer needs
+    unless a label map file or QC overlay is asked for."""
+    case = segmented_case(modules, tmp_path)
     case.artifacts["fused"] = case.artifacts.pop("main")
     modules["organize"](case)
     [written] = case.artifacts["files"]
@@ -177,13 +185,7 @@ def test_organizer_writes_the_seg_of_a_case_whose_label_map_has_another_name(mod
 def test_a_write_that_fails_fails_the_case_naming_the_file_and_leaves_nothing(modules, tmp_path: Path):
     """A full disk (writes past 8 KiB fail) and a folder the pattern needs that is a file: the case fails with one
     line naming the file; no temporary, no partial SEG, no empty case folder is left."""
-    grid, _ = GRIDS["axial"]
-    volume, _ = sample_phantom(grid, SHAPES, -100.0)
-    write_series(volume, grid, tmp_path / "dicom")
-    [case] = modules["import"].discover(tmp_path / "dicom").cases
-    modules["convert"](case)
-    case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
-    modules["seg"](case)
+    case = segmented_case(modules, tmp_path)
     organizer = modules["organize"]
     out = organizer.context.output_dir
     before = sorted(out.rglob("*"))
