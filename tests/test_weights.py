@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aimi import weights
+from aimi import download
 from aimi.manifest import ManifestError, load_manifest
 from aimi.weights import (
     PROVENANCE_FILE,
@@ -137,7 +137,8 @@ def test_fetch_downloads_verifies_and_unpacks_a_v2_model_folder(server, tmp_path
     assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
     assert require_weights(weights_dir, manifest) == {"organ": folder}
     assert provenance(weights_dir, manifest, manifest.entry("organ")) == {
-        "file": "Model.zip", "sha256": digest, "url": f"{server.url}/Model.zip"}
+        "file": "Model.zip", "sha256": digest, "url": f"{server.url}/Model.zip", "record": "",
+        "md5": hashlib.md5((server.root / "Model.zip").read_bytes()).hexdigest()}
     assert json.loads((folder / PROVENANCE_FILE).read_text())["fetched_at"]
     assert verify(manifest, weights_dir) == []
     assert not (weights_dir / ".download").exists()
@@ -153,13 +154,13 @@ def test_fetch_twice_downloads_once(server, tmp_path, weights_dir):
     assert server.requests == ["/Model.zip"]
 
 
-def test_fetch_without_sha256_logs_the_digest_to_record(server, tmp_path, weights_dir, caplog):
+def test_fetch_without_record_or_sha256_warns_it_is_unverified(server, tmp_path, weights_dir, caplog):
     manifest, digest = served_manifest(server, tmp_path, V2_MEMBERS, with_sha=False)
 
     with caplog.at_level(logging.WARNING, logger="aimi.weights"):
         fetch(manifest, weights_dir, progress=False)
 
-    assert f"sha256 of Model.zip is {digest}: record it in manifest.toml" in caplog.text
+    assert "Model.zip: neither a Zenodo record nor a sha256 in manifest.toml: unverified" in caplog.text
     assert provenance(weights_dir, manifest, manifest.weights[0])["sha256"] == digest
 
 
@@ -234,7 +235,7 @@ def test_unreachable_host_fails_fast_and_says_offline(tmp_path, weights_dir):
 
 
 def test_silent_host_fails_after_the_connect_timeout_not_the_read_timeout(tmp_path, weights_dir, monkeypatch):
-    monkeypatch.setattr(weights, "CONNECT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(download, "CONNECT_TIMEOUT_S", 0.3)
     with socket.socket() as listener, socket.socket() as filler:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)  # never accepts: once one connection waits, further SYNs are dropped
@@ -323,7 +324,8 @@ def test_provenance_without_a_record_has_an_empty_digest(tmp_path, weights_dir):
     manifest = load_manifest(write_manifest(tmp_path, "https://zenodo.org/records/1/files/Model.zip"))
 
     assert provenance(weights_dir, manifest, manifest.weights[0]) == {
-        "file": "Model.zip", "sha256": "", "url": "https://zenodo.org/records/1/files/Model.zip"}
+        "file": "Model.zip", "sha256": "", "url": "https://zenodo.org/records/1/files/Model.zip", "record": "",
+        "md5": ""}
 
 
 def test_default_weights_dir_follows_aimi_weights(monkeypatch, tmp_path):

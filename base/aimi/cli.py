@@ -19,7 +19,7 @@ from aimi.evaluate.cli import run as run_evaluate
 from aimi.models import available_models, load_model
 from aimi.registry import registry
 from aimi.run_options import add_run_options, run_options
-from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, verify
+from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, import_archive, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     weights = commands.add_parser("weights", help="download, check or convert model weights")
     actions = weights.add_subparsers(dest="action", required=True)
-    for action, text in (("fetch", "download from Zenodo, verify sha256, unpack (and convert v1)"),
+    for action, text in (("fetch", "download from the Zenodo record, check size and MD5, unpack (and convert v1)"),
                          ("verify", "check the weights against the manifest")):
         parser_for = actions.add_parser(action, help=text)
         parser_for.add_argument("model")
         parser_for.add_argument("--weights", type=Path)
+    actions.choices["fetch"].add_argument("--print-record", action="store_true",
+                                          help="also save each Zenodo record's JSON in the weights dir "
+                                               "(<model>/<id>.zenodo-record.json), for `weights import` offline")
+    offline = actions.add_parser("import", help="install an archive obtained without network, checked like fetch")
+    offline.add_argument("model")
+    offline.add_argument("archive", type=Path, help="the zip as published on Zenodo")
+    offline.add_argument("--id", default="", help="weights entry (default: the entry whose file name matches)")
+    offline.add_argument("--md5", default="", help="the file's MD5 as the Zenodo record states it")
+    offline.add_argument("--size", type=int, default=-1, help="the file's size in bytes as the record states it")
+    offline.add_argument("--record-json", type=Path, help="a record saved by `aimi weights fetch --print-record`")
+    offline.add_argument("--weights", type=Path)
     convert = actions.add_parser("convert-v1", help="nnU-Net v1 model folder -> nnU-Net v2 model folder")
     convert.add_argument("src", type=Path, help="v1 folder holding plans.pkl and fold_k/")
     convert.add_argument("dst", type=Path, help="v2 model folder to write")
@@ -87,8 +98,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _models(args.json, weights_dir)
     if args.command == "weights" and args.action == "convert-v1":
         return _convert(args.src, args.dst, args.force)
+    if args.command == "weights" and args.action == "import":
+        print(import_archive(load_model(args.model).manifest, weights_dir, args.archive, entry_id=args.id,
+                             md5=args.md5, size=args.size, record_json=args.record_json))
+        return EXIT_OK
     if args.command == "weights":
-        return _weights(args.action, args.model, weights_dir)
+        return _weights(args.action, args.model, weights_dir, getattr(args, "print_record", False))
     return _testmodel(args.model, args.out, {"min_dice": args.min_dice, "max_steps": args.max_steps})
 
 
@@ -149,10 +164,10 @@ def _convert(src: Path, dst: Path, force: bool) -> int:
     return EXIT_OK
 
 
-def _weights(action: str, name: str, weights_dir: Path) -> int:
+def _weights(action: str, name: str, weights_dir: Path, save_record: bool) -> int:
     model = load_model(name)
     if action == "fetch":
-        for path in fetch(model.manifest, weights_dir):
+        for path in fetch(model.manifest, weights_dir, save_record=save_record):
             print(path)
         return EXIT_OK
     problems = verify(model.manifest, weights_dir)

@@ -19,6 +19,10 @@ class ConfigError(ValueError):
     """A workflow or a setting is wrong; the message names the file, the key and the valid choices."""
 
 
+class FetchError(RuntimeError):
+    """Weights could not be obtained or are not what their publisher states (size, digest, archive layout)."""
+
+
 class CaseError(RuntimeError):
     """A case cannot be completed; the message names the series and what to do about it."""
 

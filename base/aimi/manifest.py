@@ -4,7 +4,8 @@ Reads: `models/<name>/manifest.toml`. Writes: nothing. Every key is checked when
 at once with the file, the key path (`weights[0].format`) and the valid choices, never later inside a download.
 
     [model]                 name, version
-    [[weights]]             id, url, file, sha256 ("" until first downloaded), format, license
+    [[weights]]             id, url, file, sha256 ("" or a site's pin), format, license; record (the Zenodo record
+                            id: fetch reads the file's size and MD5 from it and checks them)
     [weights.nnunet]        version, task (v1) or dataset (v2), configuration, trainer, plans
 """
 
@@ -25,6 +26,7 @@ CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_RECORD = re.compile(r"^([0-9]+)?$")
 _SHA256 = re.compile(r"^([0-9a-f]{64})?$")
 _FILE = re.compile(r"^[^/\\]+$")
 _V1_TASK = re.compile(r"^Task\d{3}_\w+$")
@@ -58,6 +60,7 @@ class WeightsEntry:
     format: str
     license: str
     nnunet: NnunetIdentity
+    record: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,8 @@ def load_manifest(path: Path) -> Manifest:
 def _entry(at: _At, raw: Any) -> WeightsEntry:
     """One [[weights]] table."""
     table = _table(at, raw)
-    _check_keys(at, table, required=("id", "url", "file", "sha256", "format", "license", "nnunet"))
+    _check_keys(at, table, required=("id", "url", "file", "sha256", "format", "license", "nnunet"),
+                optional=("record",))
     fmt = _string(at / "format", table["format"], choices=FORMATS)
     url = _string(at / "url", table["url"])
     if not url.startswith(("https://", "http://")):
@@ -139,6 +143,8 @@ def _entry(at: _At, raw: Any) -> WeightsEntry:
         format=fmt,
         license=_string(at / "license", table["license"]),
         nnunet=_nnunet(at / "nnunet", table["nnunet"], NNUNET_VERSION_OF_FORMAT[fmt]),
+        record=_string(at / "record", table.get("record", ""), pattern=_RECORD, rule="the digits of a Zenodo record",
+                       empty_ok=True),
     )
 
 

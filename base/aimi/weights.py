@@ -10,13 +10,11 @@ is complete. The archive is deleted after unpacking; its digest stays in the pro
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -29,23 +27,19 @@ from typing import Any
 from tqdm import tqdm
 
 from aimi.atomic import replace_folder
+from aimi.download import digests, download, opener, read_record, record_file
+from aimi.errors import FetchError
 from aimi.manifest import Manifest, WeightsEntry
 
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = ".aimi-weights.json"
 DOWNLOAD_DIR = ".download"
-#: Seconds to wait for a TCP connection: offline machines must fail fast, not wait for the read timeout.
-CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 1 << 20
 
 
 class WeightsMissing(Exception):
     """A model's weights are not (completely) in the weights dir; the message says how to get them."""
-
-
-class FetchError(RuntimeError):
-    """A download could not be completed or verified; nothing partial was left in the weights dir."""
 
 
 class WeightsNeedConversion(FetchError):
@@ -109,27 +103,72 @@ def _convert_command(weights_dir: Path, manifest: Manifest, entry: WeightsEntry)
             f"{model_folder(weights_dir, manifest, entry)}")
 
 
-def fetch(manifest: Manifest, weights_dir: Path, *, timeout_s: float = 30, progress: bool = True) -> list[Path]:
+def fetch(manifest: Manifest, weights_dir: Path, *, timeout_s: float = 30, progress: bool = True,
+          save_record: bool = False) -> list[Path]:
     """Download, verify and unpack every entry not already in place; returns the model folders, one per entry.
 
-    Raises FetchError (unreachable host, HTTP error, sha256 mismatch, unsafe or unexpected archive) and
-    WeightsNeedConversion for nnU-Net v1 weights, which are fetched but not yet usable.
+    An entry with a Zenodo `record` is checked against that record (size and MD5) and, where the manifest pins one,
+    its sha256. Raises FetchError (unreachable host, HTTP error, digest or size mismatch, file not in the record,
+    unsafe or unexpected archive) and WeightsNeedConversion for nnU-Net v1 weights that could not be converted.
+    `save_record` keeps each record's JSON beside the model folders, for `aimi weights import` offline.
     """
     weights_dir = Path(weights_dir)
-    return [_fetch_entry(manifest, entry, weights_dir, timeout_s, progress) for entry in manifest.weights]
+    return [_fetch_entry(manifest, entry, weights_dir, timeout_s, progress, save_record)
+            for entry in manifest.weights]
 
 
-def _fetch_entry(manifest: Manifest, entry: WeightsEntry, weights_dir: Path, timeout_s: float, progress: bool) -> Path:
+def import_archive(manifest: Manifest, weights_dir: Path, archive: Path, *, entry_id: str = "",
+                   md5: str = "", size: int = -1, record_json: Path | None = None) -> Path:
+    """An archive obtained by hand (no network), checked as fetch checks it - against the record JSON saved by
+    `aimi weights fetch --print-record`, or the MD5 (and size) given - then unpacked as fetch unpacks it."""
+    entry = _entry_for(manifest, entry_id, archive)
+    if record_json is not None:
+        try:
+            stated = record_file(json.loads(record_json.read_text()), entry.record or "?", entry.file)
+        except (OSError, ValueError) as error:
+            raise FetchError(f"{record_json}: not a readable Zenodo record: {error}") from None
+        md5, size = stated.md5, stated.size
+    if not md5 and not entry.sha256:
+        raise FetchError(f"{archive}: nothing to check it against: give --md5 (and --size) from the Zenodo record, "
+                         "or --record-json saved by `aimi weights fetch --print-record`")
+    facts = _check_archive(archive, entry, md5=md5.lower(), size=size)
+    staging = weights_dir / DOWNLOAD_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    copy = staging / f".{entry.file}.{os.getpid()}.import"
+    shutil.copyfile(archive, copy)
+    target = _target(weights_dir, manifest, entry)
+    _install(copy, entry, staging, target, facts)
+    return _finish_v1(weights_dir, manifest, entry) if entry.format == "nnunet-v1" else target
+
+
+def _entry_for(manifest: Manifest, entry_id: str, archive: Path) -> WeightsEntry:
+    if entry_id:
+        return manifest.entry(entry_id)
+    by_file = [entry for entry in manifest.weights if entry.file == archive.name]
+    if len(by_file) == 1:
+        return by_file[0]
+    if len(manifest.weights) == 1:
+        return manifest.weights[0]
+    ids = ", ".join(entry.id for entry in manifest.weights)
+    raise FetchError(f"{archive.name}: which weights entry is it? give --id (one of {ids})")
+
+
+def _target(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> Path:
+    v1 = entry.format == "nnunet-v1"
+    return v1_folder(weights_dir, manifest, entry) if v1 else model_folder(weights_dir, manifest, entry)
+
+
+def _fetch_entry(manifest: Manifest, entry: WeightsEntry, weights_dir: Path, timeout_s: float, progress: bool,
+                 save_record: bool) -> Path:
     """One entry: skip when its folder is present and matches the manifest, else download and replace it."""
     v1 = entry.format == "nnunet-v1"
-    target = v1_folder(weights_dir, manifest, entry) if v1 else model_folder(weights_dir, manifest, entry)
+    target = _target(weights_dir, manifest, entry)
     if _is_current(target, entry, v1):
         log.info("%s: %s already present in %s", manifest.name, entry.file, target)
     else:
-        _download_and_install(entry, weights_dir, target, timeout_s, progress)
-    recorded = _read_provenance(target)["sha256"]
-    if not entry.sha256:
-        log.warning("sha256 of %s is %s: record it in manifest.toml", entry.file, recorded)
+        _download_and_install(manifest, entry, weights_dir, target, timeout_s, progress, save_record)
+    if not entry.sha256 and not entry.record:
+        log.warning("%s: neither a Zenodo record nor a sha256 in manifest.toml: unverified", entry.file)
     return _finish_v1(weights_dir, manifest, entry) if v1 else target
 
 
@@ -158,24 +197,75 @@ def _finish_v1(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> Pa
         ) from err
 
 
-def _download_and_install(entry: WeightsEntry, weights_dir: Path, target: Path, timeout_s: float,
-                          progress: bool) -> None:
-    """Download to a temp file, verify, unpack to a temp dir, then move the model folder into place."""
+def _download_and_install(manifest: Manifest, entry: WeightsEntry, weights_dir: Path, target: Path,
+                          timeout_s: float, progress: bool, save_record: bool) -> None:
+    """Download (resumable when a record states the size), verify, unpack to a temp dir, move the folder into place."""
     staging = weights_dir / DOWNLOAD_DIR
     staging.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{entry.file}.", suffix=".part", dir=staging)
-    archive = Path(name)
-    unpacked = Path(tempfile.mkdtemp(prefix=f"{entry.id}.", dir=staging))
+    if entry.record:
+        record_json = read_record(entry.record, timeout_s=timeout_s)
+        stated = record_file(record_json, entry.record, entry.file)
+        if save_record:
+            saved = weights_dir / manifest.name / f"{entry.id}.zenodo-record.json"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(record_json, indent=2) + "\n")
+        archive = staging / f".{entry.file}.record-{entry.record}.download"  # kept between runs: resumed
+        try:
+            download(stated.url, archive, stated.size, label=entry.file, timeout_s=timeout_s, progress=progress)
+        except FetchError:
+            if not archive.exists():  # refused, not interrupted: nothing to resume
+                _discard(archive, staging)
+            raise
+        try:
+            facts = _check_archive(archive, entry, md5=stated.md5, size=stated.size)
+        except FetchError:
+            _discard(archive, staging)
+            raise
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".download", dir=staging)
+        archive = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _download(entry, out, timeout_s, progress)
+            facts = _check_archive(archive, entry)
+        except BaseException:
+            _discard(archive, staging)
+            raise
+    _install(archive, entry, staging, target, facts)
+
+
+def _discard(archive: Path, staging: Path) -> None:
+    """A download that failed its checks: deleted, and the staging folder with it when nothing else is in it."""
+    archive.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        staging.rmdir()
+
+
+def _check_archive(archive: Path, entry: WeightsEntry, *, md5: str = "", size: int = -1) -> dict[str, str]:
+    """Size and MD5 as the publisher states them, and the manifest's sha256 where it pins one; FetchError naming
+    the file and both values. Returns the provenance facts (file, url, record, md5, sha256)."""
+    actual_size = archive.stat().st_size
+    if size >= 0 and actual_size != size:
+        raise FetchError(f"{entry.file}: size mismatch: the record states {size} bytes, the file has {actual_size}")
+    actual_md5, actual_sha256 = digests(archive)
+    if md5 and actual_md5 != md5:
+        raise FetchError(f"{entry.file}: md5 mismatch: the record states {md5}, the file has {actual_md5}; "
+                         "nothing was unpacked")
+    if entry.sha256 and actual_sha256 != entry.sha256:
+        raise FetchError(f"{entry.file}: sha256 mismatch: the manifest pins {entry.sha256}, the file has "
+                         f"{actual_sha256}; nothing was unpacked")
+    return {"url": entry.url, "file": entry.file, "record": entry.record, "md5": actual_md5,
+            "sha256": actual_sha256}
+
+
+def _install(archive: Path, entry: WeightsEntry, staging: Path, target: Path, facts: dict[str, str]) -> None:
+    """Unpack a checked archive into a temp dir, record where it came from, move the model folder into place."""
+    unpacked = Path(tempfile.mkdtemp(prefix=f".{entry.id}.", dir=staging))
     try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _download(entry, out, timeout_s, progress)
-        if entry.sha256 and digest != entry.sha256:
-            raise FetchError(f"{entry.file}: sha256 mismatch: expected {entry.sha256}, got {digest} "
-                             f"(downloaded from {entry.url}; the download was deleted)")
         _safe_unpack(archive, unpacked, entry)
         archive.unlink()
         folder = _locate_model_folder(unpacked, entry)
-        write_provenance(folder, url=entry.url, file=entry.file, sha256=digest)
+        write_provenance(folder, **facts)
         replace_folder(folder, target)
     finally:
         archive.unlink(missing_ok=True)
@@ -184,16 +274,14 @@ def _download_and_install(entry: WeightsEntry, weights_dir: Path, target: Path, 
             staging.rmdir()
 
 
-def _download(entry: WeightsEntry, out: Any, timeout_s: float, progress: bool) -> str:
-    """Stream `entry.url` into `out` with a progress bar; returns the sha256 computed on the way."""
+def _download(entry: WeightsEntry, out: Any, timeout_s: float, progress: bool) -> None:
+    """Stream `entry.url` (a manifest without a Zenodo record) into `out` with a progress bar."""
     host = urllib.parse.urlsplit(entry.url).netloc
-    digest = hashlib.sha256()
     try:
-        with _opener().open(entry.url, timeout=timeout_s) as response:
+        with opener().open(entry.url, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=entry.file, disable=not progress) as bar:
                 while chunk := response.read(_CHUNK):
-                    digest.update(chunk)
                     out.write(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as err:
@@ -202,45 +290,6 @@ def _download(entry: WeightsEntry, out: Any, timeout_s: float, progress: bool) -
         raise FetchError(f"cannot reach {host} to download {entry.file} ({err.reason}) (offline?)") from err
     except (OSError, http.client.HTTPException) as err:
         raise FetchError(f"download of {entry.file} from {host} failed: {err!r}") from err
-    return digest.hexdigest()
-
-
-class _ShortConnect:
-    """Connect with CONNECT_TIMEOUT_S, then read with the caller's timeout: an offline host fails in seconds."""
-
-    timeout: float
-    sock: socket.socket
-
-    def connect(self) -> None:
-        read_timeout = self.timeout
-        self.timeout = min(CONNECT_TIMEOUT_S, read_timeout)
-        try:
-            super().connect()  # type: ignore[misc]
-        finally:
-            self.timeout = read_timeout
-        self.sock.settimeout(read_timeout)
-
-
-class _HTTPConnection(_ShortConnect, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_ShortConnect, http.client.HTTPSConnection):
-    pass
-
-
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_HTTPConnection, req)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
 
 
 def _safe_unpack(archive: Path, dest: Path, entry: WeightsEntry) -> None:
@@ -278,10 +327,11 @@ def _locate_model_folder(root: Path, entry: WeightsEntry) -> Path:
                      f"found {len(matching)} (folders with {marker}: {seen}); check [weights.nnunet] in the manifest")
 
 
-def write_provenance(folder: Path, *, url: str, file: str, sha256: str) -> None:
-    """Record where a model folder came from (used by fetch, and by testmodel / convert-v1 with sha256 "")."""
-    record = {"url": url, "file": file, "sha256": sha256, "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+def write_provenance(folder: Path, *, url: str, file: str, sha256: str, record: str = "", md5: str = "") -> None:
+    """Record where a model folder came from (fetch and import; testmodel / convert-v1 with sha256 "")."""
+    facts = {"url": url, "file": file, "record": record, "md5": md5, "sha256": sha256,
+             "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    (folder / PROVENANCE_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
 
 
 def _read_provenance(folder: Path) -> dict[str, str]:
@@ -290,7 +340,7 @@ def _read_provenance(folder: Path) -> dict[str, str]:
         record = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {key: str(record.get(key, "")) for key in ("url", "file", "sha256", "fetched_at")}
+    return {key: str(record.get(key, "")) for key in ("url", "file", "record", "md5", "sha256", "fetched_at")}
 
 
 def _provenance_problems(folder: Path, entry: WeightsEntry) -> list[str]:
@@ -307,11 +357,11 @@ def _provenance_problems(folder: Path, entry: WeightsEntry) -> list[str]:
 
 
 def provenance(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> dict[str, str]:
-    """file, sha256 and url of the archive `entry`'s model folder came from; sha256 "" when unknown."""
+    """file, url, Zenodo record, md5 and sha256 of the archive `entry`'s model folder came from ("" when unknown)."""
     record = _read_provenance(model_folder(weights_dir, manifest, entry))
     if not record:
-        return {"file": entry.file, "sha256": "", "url": entry.url}
-    return {key: record[key] for key in ("file", "sha256", "url")}
+        return {"file": entry.file, "sha256": "", "url": entry.url, "record": entry.record, "md5": ""}
+    return {key: record[key] for key in ("file", "sha256", "url", "record", "md5")}
 
 
 def verify(manifest: Manifest, weights_dir: Path) -> list[str]:

@@ -1,0 +1,225 @@
+"""Weights from a Zenodo record, on a loopback server shaped like Zenodo (`AIMI_ZENODO_URL` points at it): the
+record's size and MD5 are checked before anything is unpacked, downloads resume, and an archive carried in by hand
+(`aimi weights import`) gets the same checks, model folder and provenance. The archive holds a real tiny nnU-Net
+model, which NNUnetRunner then loads."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aimi.cli import main
+from aimi.core.context import RunContext, RunOptions
+from aimi.errors import FetchError
+from aimi.inference.nnunet_runner import NNUnetRunner, Settings
+from aimi.manifest import Manifest, load_manifest
+from aimi.models import load_model
+from aimi.weights import fetch, import_archive, model_folder, provenance
+
+RECORD = "4242"
+FILE = "Dataset779_Kidney.zip"
+FOLDER = "Dataset779_Kidney/nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+class Zenodo:
+    """Serves `/api/records/<id>` and `/api/records/<id>/files/<key>/content` (with HTTP Range), like Zenodo."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.stated: dict[str, dict[str, object]] = {}  # what the record says, when it should lie
+        self.drop_once = False
+        self.requests: list[tuple[str, str]] = []
+        zenodo = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                zenodo.requests.append((self.path, self.headers.get("Range", "")))
+                if self.path == f"/api/records/{RECORD}":
+                    return self._send(200, json.dumps(zenodo.record()).encode(), "application/json")
+                match = re.fullmatch(rf"/api/records/{RECORD}/files/(.+)/content", self.path)
+                if not match or match.group(1) not in zenodo.files:
+                    return self._send(404, b"not found", "text/plain")
+                data = zenodo.files[match.group(1)]
+                start = int(re.fullmatch(r"bytes=(\d+)-", self.headers["Range"]).group(1)) if self.headers.get(
+                    "Range") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                if zenodo.drop_once:  # half the file, then the connection dies
+                    zenodo.drop_once = False
+                    self.wfile.write(data[start:len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(data[start:])
+
+            def _send(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def record(self) -> dict[str, object]:
+        files = [{"key": key, "size": len(data), "checksum": "md5:" + hashlib.md5(data).hexdigest(),
+                  # Zenodo's own host: the client must take the link under its configured base URL
+                  "links": {"self": f"https://zenodo.org/api/records/{RECORD}/files/{key}/content"}}
+                 | self.stated.get(key, {}) for key, data in self.files.items()]
+        return {"id": int(RECORD), "files": files}
+
+
+@pytest.fixture
+def zenodo(monkeypatch: pytest.MonkeyPatch) -> Iterator[Zenodo]:
+    server = Zenodo()
+    thread = threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AIMI_ZENODO_URL", server.url)
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def archive(kidney_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The tiny kidney model laid out as a v2 release zip: Dataset779_Kidney/<trainer>__<plans>__<config>/..."""
+    folder = model_folder(kidney_weights, load_model("bamf_nnunet_ct_kidney").manifest,
+                          load_model("bamf_nnunet_ct_kidney").manifest.weights[0])
+    path = tmp_path_factory.mktemp("zip") / FILE
+    with zipfile.ZipFile(path, "w") as zf:
+        for item in sorted(folder.rglob("*")):
+            if item.is_file() and not item.name.startswith("."):
+                zf.write(item, f"{FOLDER}/{item.relative_to(folder)}")
+    return path.read_bytes()
+
+
+def manifest(tmp_path: Path, *, sha256: str = "") -> Manifest:
+    path = tmp_path / "manifest.toml"
+    path.write_text(f"""
+[model]
+name = "test_model"
+version = "1.0.0"
+
+[[weights]]
+id = "kidney"
+url = "https://zenodo.org/records/{RECORD}/files/{FILE}"
+record = "{RECORD}"
+file = "{FILE}"
+sha256 = "{sha256}"
+format = "nnunet-v2"
+license = "CC BY-NC 4.0"
+
+[weights.nnunet]
+version = 2
+dataset = "Dataset779_Kidney"
+configuration = "3d_fullres"
+""")
+    return load_manifest(path)
+
+
+def leftovers(weights: Path) -> list[str]:
+    return sorted(str(p.relative_to(weights)) for p in weights.rglob("*")) if weights.exists() else []
+
+
+def test_fetch_checks_the_record_unpacks_and_the_runner_loads_the_model(zenodo: Zenodo, archive: bytes,
+                                                                        tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    model = manifest(tmp_path)
+    [folder] = fetch(model, tmp_path / "w", progress=False)
+    facts = provenance(tmp_path / "w", model, model.entry("kidney"))
+    assert facts == {"file": FILE, "url": model.entry("kidney").url, "record": RECORD,
+                     "md5": hashlib.md5(archive).hexdigest(), "sha256": hashlib.sha256(archive).hexdigest()}
+    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+    runner = NNUnetRunner(Settings(weights="kidney", device="cpu"), context)
+    assert runner.loads == 1 and runner.model.folder == folder
+    assert not (tmp_path / "w" / ".download").exists()
+
+
+@pytest.mark.parametrize(("lie", "message"), [
+    ({"checksum": "md5:" + "0" * 32}, r"md5 mismatch: the record states 0{32}, the file has [0-9a-f]{32}"),
+    ({"size": 12345}, r"size mismatch: the record states 12345 bytes, the file has \d+"),
+])
+def test_a_file_unlike_its_record_is_refused_naming_both_values_and_nothing_is_kept(
+        lie: dict[str, object], message: str, zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    zenodo.stated[FILE] = lie
+    with pytest.raises(FetchError, match=rf"{FILE}: {message}"):
+        fetch(manifest(tmp_path), tmp_path / "w", progress=False)
+    assert leftovers(tmp_path / "w") == []
+
+
+def test_a_manifest_pin_is_checked_too(zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    with pytest.raises(FetchError, match=rf"sha256 mismatch: the manifest pins {'a' * 64}, the file has"):
+        fetch(manifest(tmp_path, sha256="a" * 64), tmp_path / "w", progress=False)
+    assert leftovers(tmp_path / "w") == []
+
+
+def test_a_file_missing_from_the_record_names_what_it_holds(zenodo: Zenodo, tmp_path: Path) -> None:
+    zenodo.files["Other.zip"] = b"x"
+    with pytest.raises(FetchError, match=rf"record {RECORD} has no file '{FILE}' \(it holds: Other.zip\)"):
+        fetch(manifest(tmp_path), tmp_path / "w", progress=False)
+
+
+def test_an_unreachable_record_fails_in_seconds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens
+    monkeypatch.setenv("AIMI_ZENODO_URL", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=rf"Zenodo record {RECORD}: cannot reach"):
+        fetch(manifest(tmp_path), tmp_path / "w", progress=False)
+    assert time.monotonic() - started < 5
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    zenodo.drop_once = True
+    [folder] = fetch(manifest(tmp_path), tmp_path / "w", progress=False)
+    ranges = [r for path, r in zenodo.requests if path.endswith("/content")]
+    assert ranges == ["", f"bytes={len(archive) // 2}-"]
+    assert (folder / "plans.json").is_file()
+
+
+def test_import_offline_gives_the_same_folder_and_provenance_as_fetch(zenodo: Zenodo, archive: bytes,
+                                                                      tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    model = manifest(tmp_path)
+    [fetched] = fetch(model, tmp_path / "online", progress=False, save_record=True)
+    record = tmp_path / "online" / "test_model" / "kidney.zenodo-record.json"
+    carried = tmp_path / FILE
+    carried.write_bytes(archive)
+    imported = import_archive(model, tmp_path / "offline", carried, record_json=record)
+    assert sorted(p.relative_to(imported) for p in imported.rglob("*")) == sorted(
+        p.relative_to(fetched) for p in fetched.rglob("*"))
+    assert provenance(tmp_path / "offline", model, model.entry("kidney")) == provenance(
+        tmp_path / "online", model, model.entry("kidney"))
+    with pytest.raises(FetchError, match="md5 mismatch"):
+        import_archive(model, tmp_path / "again", carried, md5="0" * 32)
+    assert leftovers(tmp_path / "again") == []
+
+
+def test_aimi_weights_import_command(archive: bytes, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The command checks before it unpacks: a wrong MD5 is exit 1 with one line, nothing installed."""
+    carried = tmp_path / FILE
+    carried.write_bytes(archive)
+    status = main(["weights", "import", "bamf_nnunet_ct_kidney", str(carried), "--md5", "0" * 32,
+                   "--weights", str(tmp_path / "w")])
+    error = capsys.readouterr().err
+    assert status == 1 and "md5 mismatch" in error and "Traceback" not in error
+    assert leftovers(tmp_path / "w") == []
