@@ -33,7 +33,7 @@ done
 
 engine="$(aimi_engine)"
 python="$AIMI_ROOT/.venv/bin/python"
-[[ -x "$python" ]] || python=python3  # weights_sha256.py needs 3.11 (tomllib)
+[[ -x "$python" ]] || python=python3  # weights_digests.py needs 3.11 (tomllib)
 extra=()
 if [[ "$engine" == podman ]]; then
     [[ -n "${CONTAINERS_CONF:-}" ]] || aimi_podman_conf
@@ -73,9 +73,10 @@ build base Dockerfile.base "$AIMI_VERSION" latest -- "${base_args[@]}"
 for name in "${names[@]}"; do
     [[ "$name" == base ]] && continue
     digests=""
-    ((test_weights)) || digests="$("$python" containers/weights_sha256.py "models/$name/manifest.toml")"
+    ((test_weights)) || digests="$("$python" containers/weights_digests.py "models/$name/manifest.toml")"
     build "$name" "models/$name/Dockerfile" "${tags[@]}" -- \
         --build-arg "AIMI_BASE=aimi/base:$AIMI_VERSION" --build-arg "AIMI_TEST_WEIGHTS=$test_weights" \
-        --build-arg "WEIGHTS_SHA256=$digests" --build-arg "AIMI_TEST_MIN_DICE=${AIMI_TEST_MIN_DICE:-}"
+        --build-arg "WEIGHTS_DIGESTS=$digests" --build-arg "AIMI_TEST_MIN_DICE=${AIMI_TEST_MIN_DICE:-}" \
+        --build-arg "AIMI_ZENODO_URL=${AIMI_ZENODO_URL:-}"
 done
 "$engine" images --filter reference='aimi/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2

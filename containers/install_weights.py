@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Bake a model's weights into an image at build time (installed as `aimi-install-weights` in the base image).
 
-Real weights: `aimi weights fetch` downloads the manifest's URL, checks its sha256 and converts nnU-Net v1 weights to
-a v2 model folder. The digests must also equal `--sha256` (the value the image's OCI label carries), so an image
-never claims weights it does not hold. `--test-weights 1` bakes `aimi testmodel`'s tiny model instead: no network.
+Real weights: `aimi weights fetch` downloads the file of the manifest's Zenodo record, checks it against the record
+(size, MD5) and a sha256 the manifest pins, and converts nnU-Net v1 weights to a v2 model folder. The weights in place
+must then have the digests `--digests` names (the image's label and AIMI_WEIGHTS_DIGESTS), so an image never claims
+weights it does not hold. `--test-weights 1` bakes `aimi testmodel`'s tiny model instead: no network.
 """
 
 from __future__ import annotations
@@ -13,43 +14,16 @@ import shutil
 import sys
 
 from aimi.models import load_model
+from aimi.weights import default_weights_dir, digest_problems, fetch, parse_digests, v1_folder, verify
 from aimi_testkit.testmodel import QualityTarget
 from aimi_testkit.testmodel_cli import build_for_model, quality_summary
-from aimi.weights import default_weights_dir, fetch, v1_folder, verify
-
-
-def parse_digests(text: str) -> dict[str, str]:
-    """'id=hex,id=hex' (what containers/weights_sha256.py prints) -> {id: hex}."""
-    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-    if any(len(pair) != 2 for pair in pairs):
-        raise SystemExit(f"aimi-install-weights: --sha256 must be 'id=sha256,...', got {text!r}")
-    return {key.strip(): value.strip().lower() for key, value in pairs}
-
-
-def expected_digests(manifest, given: dict[str, str]) -> dict[str, str]:
-    """The digest each entry must have: the manifest's, which the build arg (and so the label) must repeat."""
-    problems, expected = [], {}
-    for entry in manifest.weights:
-        label = given.get(entry.id, "")
-        if not entry.sha256:
-            problems.append(f"{manifest.path}: weights {entry.id!r} has no sha256; download once with "
-                            f"`aimi weights fetch {manifest.name}` (it prints the digest) and record it there")
-        elif label != entry.sha256:
-            problems.append(f"weights {entry.id!r}: build arg WEIGHTS_SHA256 says {label or 'nothing'!r}, the "
-                            f"manifest says {entry.sha256}; build with `make image-{manifest.name}`, which passes it")
-        expected[entry.id] = entry.sha256
-    if unknown := sorted(set(given) - {e.id for e in manifest.weights}):
-        problems.append(f"WEIGHTS_SHA256 names unknown weights ids {unknown}")
-    if problems:
-        raise SystemExit("aimi-install-weights: refusing to bake unverified weights:\n  " + "\n  ".join(problems))
-    return expected
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aimi-install-weights", description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--test-weights", default="0", choices=("0", "1"), help="1: bake a tiny test model")
-    parser.add_argument("--sha256", default="", help="'id=sha256,...' as the image label carries it")
+    parser.add_argument("--digests", default="", help="'id=md5:<hex>,id=sha256:<hex>' as the image label names them")
     parser.add_argument("--test-min-dice", default="",
                         help=f"quality a test model is fitted to (default {QualityTarget.min_dice}, as aimi testmodel)")
     args = parser.parse_args(argv)
@@ -61,15 +35,21 @@ def main(argv: list[str] | None = None) -> int:
         for folder in build_for_model(model, weights_dir, target):
             print(quality_summary(folder))
         return 0
-    expected = expected_digests(model.manifest, parse_digests(args.sha256))
-    for folder in fetch(model.manifest, weights_dir, progress=False):  # verifies each archive against the manifest
+    try:
+        expected = parse_digests(args.digests)
+    except ValueError as error:
+        raise SystemExit(f"aimi-install-weights: --digests: {error}") from None
+    if missing := [entry.id for entry in model.manifest.weights if entry.id not in expected]:
+        raise SystemExit(f"aimi-install-weights: refusing to bake weights the label would not name: no digest for "
+                         f"{missing}; build with `make image-{args.model}`, which reads them from the Zenodo record")
+    for folder in fetch(model.manifest, weights_dir, progress=False):  # checked against the record and any pin
         print(f"weights: {folder}")
     for entry in model.manifest.weights:
         # The v1 originals were converted into the v2 folder (which keeps their provenance): not needed at run time.
         shutil.rmtree(v1_folder(weights_dir, model.manifest, entry), ignore_errors=True)
-    if problems := verify(model.manifest, weights_dir):
+    if problems := verify(model.manifest, weights_dir) + digest_problems(model.manifest, weights_dir, expected):
         raise SystemExit("aimi-install-weights: weights unusable after fetch:\n  " + "\n  ".join(problems))
-    print(f"{args.model}: weights verified ({', '.join(f'{k}={v[:12]}...' for k, v in expected.items())})")
+    print(f"{args.model}: weights verified ({', '.join(f'{k}={a}:{v[:12]}...' for k, (a, v) in expected.items())})")
     return 0
 
 

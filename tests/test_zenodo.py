@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -20,11 +23,19 @@ import pytest
 
 from aimi.cli import main
 from aimi.core.context import RunContext, RunOptions
-from aimi.errors import FetchError
+from aimi.errors import ConfigError, FetchError
 from aimi.inference.nnunet_runner import NNUnetRunner, Settings
 from aimi.manifest import Manifest, load_manifest
 from aimi.models import load_model
-from aimi.weights import fetch, import_archive, model_folder, provenance
+from aimi.weights import (
+    check_image_weights,
+    digest_problems,
+    fetch,
+    import_archive,
+    model_folder,
+    parse_digests,
+    provenance,
+)
 
 RECORD = "4242"
 FILE = "Dataset779_Kidney.zip"
@@ -223,3 +234,23 @@ def test_aimi_weights_import_command(archive: bytes, tmp_path: Path, capsys: pyt
     error = capsys.readouterr().err
     assert status == 1 and "md5 mismatch" in error and "Traceback" not in error
     assert leftovers(tmp_path / "w") == []
+
+
+def test_image_digests_come_from_the_record_and_an_image_refuses_other_weights(
+        zenodo: Zenodo, archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make images` reads the digest from the record (no hand edit); the image's `aimi run` checks the weights
+    it holds against it before anything runs."""
+    zenodo.files[FILE] = archive
+    model = manifest(tmp_path)
+    script = Path(__file__).resolve().parents[1] / "containers" / "weights_digests.py"
+    printed = subprocess.run([sys.executable, str(script), str(model.path)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "AIMI_ZENODO_URL": zenodo.url}).stdout.strip()
+    assert printed == f"kidney=md5:{hashlib.md5(archive).hexdigest()}"
+    fetch(model, tmp_path / "w", progress=False)
+    assert digest_problems(model, tmp_path / "w", parse_digests(printed)) == []
+    monkeypatch.setenv("AIMI_WEIGHTS_DIGESTS", printed)
+    check_image_weights(model, tmp_path / "w")
+    monkeypatch.setenv("AIMI_WEIGHTS_DIGESTS", "kidney=sha256:" + "0" * 64)
+    with pytest.raises(ConfigError, match=r"kidney: Dataset779_Kidney.zip should have sha256 0{64}, the weights "
+                                          r"folder holds [0-9a-f]{64}"):
+        check_image_weights(model, tmp_path / "w")

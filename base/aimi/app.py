@@ -13,7 +13,9 @@ from aimi.chain import build_chain
 from aimi.core.context import RunOptions
 from aimi.core.log import event
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError, os_reason
+from aimi.models import load_model
 from aimi.report import now, report_header, summary, write_report
+from aimi.weights import check_image_weights
 
 log = logging.getLogger("aimi.run")
 
@@ -34,6 +36,7 @@ def run_model(
     if not input_dir.is_dir():
         raise ConfigError(f"input folder {input_dir} does not exist or is not a folder")
     started = now()
+    check_image_weights(load_model(model_name).manifest, weights_dir)
     runner = build_chain(model_name, weights_dir=weights_dir, output_dir=output_dir, options=options,
                          workflow=workflow, assignments=assignments or [])
     stale = prepare_output_folder(output_dir)

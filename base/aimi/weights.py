@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from aimi.atomic import replace_folder
 from aimi.download import digests, download, opener, read_record, record_file
-from aimi.errors import FetchError
+from aimi.errors import ConfigError, FetchError
 from aimi.manifest import Manifest, WeightsEntry
 
 log = logging.getLogger(__name__)
@@ -376,3 +376,49 @@ def verify(manifest: Manifest, weights_dir: Path) -> list[str]:
         missing = [f"{problem} (run `aimi weights fetch {manifest.name}`)" for problem in missing_parts(folder)]
         problems += missing or _provenance_problems(folder, entry)
     return problems
+
+
+#: The weights an image was built with, 'id=md5:<hex>,id=sha256:<hex>' (its label, also in its environment).
+IMAGE_DIGESTS_ENV = "AIMI_WEIGHTS_DIGESTS"
+DIGEST_ALGORITHMS = ("md5", "sha256")
+
+
+def parse_digests(text: str) -> dict[str, tuple[str, str]]:
+    """'id=md5:<hex>,id=sha256:<hex>' -> {id: (algorithm, hex)}; ValueError naming what is malformed."""
+    digests = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        weights_id, _, digest = item.partition("=")
+        algorithm, _, value = digest.partition(":")
+        if not weights_id or algorithm not in DIGEST_ALGORITHMS or not value:
+            raise ValueError(f"{item!r}: expected id=md5:<hex> or id=sha256:<hex>")
+        digests[weights_id] = (algorithm, value.lower())
+    return digests
+
+
+def digest_problems(manifest: Manifest, weights_dir: Path, expected: dict[str, tuple[str, str]]) -> list[str]:
+    """How the weights in place differ from the digests an image was built for (one line per weights entry)."""
+    problems = [f"weights ids {sorted(unknown)} are not in {manifest.name}'s manifest"
+                for unknown in [set(expected) - {entry.id for entry in manifest.weights}] if unknown]
+    for entry in manifest.weights:
+        if entry.id not in expected:
+            problems.append(f"{entry.id}: no digest given for it")
+            continue
+        algorithm, value = expected[entry.id]
+        held = provenance(weights_dir, manifest, entry).get(algorithm, "")
+        if held != value:
+            problems.append(f"{entry.id}: {entry.file} should have {algorithm} {value}, the weights folder holds "
+                            f"{held or 'no record of it'}")
+    return problems
+
+
+def check_image_weights(manifest: Manifest, weights_dir: Path) -> None:
+    """In an image: the weights must be the ones its label names (AIMI_WEIGHTS_DIGESTS), else ConfigError."""
+    text = os.environ.get(IMAGE_DIGESTS_ENV, "").strip()
+    if not text:
+        return
+    try:
+        problems = digest_problems(manifest, weights_dir, parse_digests(text))
+    except ValueError as error:
+        problems = [f"{IMAGE_DIGESTS_ENV}: {error}"]
+    if problems:
+        raise ConfigError("the image's weights are not the ones its label names: " + "; ".join(problems))

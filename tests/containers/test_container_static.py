@@ -81,9 +81,11 @@ def test_model_dockerfile_is_the_template_for_its_model(model: str):
 def test_template_bakes_verified_weights_labels_them_and_runs_the_default_workflow():
     text = (REPO / "containers" / "model.Dockerfile.in").read_text()
     assert re.search(r"^FROM \$\{AIMI_BASE\}$", text, re.M)
-    assert 'aimi-install-weights "$AIMI_MODEL" --test-weights "$AIMI_TEST_WEIGHTS" --sha256 "$WEIGHTS_SHA256"' in text
+    assert 'aimi-install-weights "$AIMI_MODEL" --test-weights "$AIMI_TEST_WEIGHTS"' in text
+    assert '--digests "$WEIGHTS_DIGESTS"' in text
     assert "COPY models/@MODEL@/manifest.toml" in text.split("aimi-install-weights")[0]  # weights layer: manifest only
-    assert 'org.aimi.weights.sha256="${WEIGHTS_SHA256}"' in text
+    assert 'org.aimi.weights.digests="${WEIGHTS_DIGESTS}"' in text
+    assert 'AIMI_WEIGHTS_DIGESTS="${WEIGHTS_DIGESTS}"' in text
     assert 'CMD ["@MODEL@", "-i", "/app/data/input_data", "-o", "/app/data/output_data"]' in text
 
 
