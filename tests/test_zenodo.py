@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import re
@@ -254,3 +255,24 @@ def test_image_digests_come_from_the_record_and_an_image_refuses_other_weights(
     with pytest.raises(ConfigError, match=r"kidney: Dataset779_Kidney.zip should have sha256 0{64}, the weights "
                                           r"folder holds [0-9a-f]{64}"):
         check_image_weights(model, tmp_path / "w")
+
+
+def test_a_release_with_fold_all_and_checkpoint_best_under_a_nested_folder_loads(
+        zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    """As some releases lay models out: a top folder above nnU-Net's results tree, one `fold_all` model, its
+    `checkpoint_best.pth`. Unpacked by fetch, loaded by NNUnetRunner with `checkpoint: checkpoint_best.pth`."""
+    nested = tmp_path / FILE
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(nested, "w") as target:
+        for name in source.namelist():
+            renamed = name.replace("/fold_0/", "/fold_all/").replace("checkpoint_final.pth", "checkpoint_best.pth")
+            target.writestr(f"release-1.0/nnUNet_results/{renamed}", source.read(name))
+    zenodo.files[FILE] = nested.read_bytes()
+    model = manifest(tmp_path)
+    [folder] = fetch(model, tmp_path / "w", progress=False)
+    assert (folder / "fold_all" / "checkpoint_best.pth").is_file()
+    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+    with pytest.raises(ConfigError, match=r"no fold_\*/checkpoint_final.pth \(checkpoints found: "
+                                          r"fold_all/checkpoint_best.pth\)"):
+        NNUnetRunner(Settings(weights="kidney", device="cpu"), context)
+    runner = NNUnetRunner(Settings(weights="kidney", device="cpu", checkpoint="checkpoint_best.pth"), context)
+    assert runner.model.folds == ("all",) and runner.loads == 1

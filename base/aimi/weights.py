@@ -34,6 +34,8 @@ from aimi.manifest import Manifest, WeightsEntry
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = ".aimi-weights.json"
+#: The checkpoints nnU-Net v2 saves per fold; releases ship either (NNUnetRunner.checkpoint picks one).
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
 DOWNLOAD_DIR = ".download"
 _CHUNK = 1 << 20
 
@@ -70,8 +72,8 @@ def missing_parts(folder: Path) -> list[str]:
     if not folder.is_dir():
         return [f"{folder} does not exist"]
     lacking = [name for name in ("dataset.json", "plans.json") if not (folder / name).is_file()]
-    if not any(folder.glob("fold_*/checkpoint_final.pth")):
-        lacking.append("fold_*/checkpoint_final.pth")
+    if not any(any(folder.glob(f"fold_*/{name}")) for name in CHECKPOINT_NAMES):
+        lacking.append(f"fold_*/{' or '.join(CHECKPOINT_NAMES)}")
     return [f"{folder} lacks {', '.join(lacking)}"] if lacking else []
 
 

@@ -25,7 +25,7 @@ from aimi.core.module import Module
 from aimi.core.ports import IMAGES, LABELMAP, PROVENANCE, Port, ports
 from aimi.errors import CaseError, ConfigError, one_line
 from aimi.inference.device import resolve_device
-from aimi.weights import model_folder, provenance, require_weights
+from aimi.weights import CHECKPOINT_NAMES, model_folder, provenance, require_weights
 
 log = logging.getLogger("aimi.nnunet")
 
@@ -38,16 +38,27 @@ class Settings:
     folds: str = "all"  # or fold numbers such as "0,1"; --folds
     tta: bool = True  # test-time mirroring, as the paper; --no-tta
     step_size: float = 0.5  # sliding-window tile step, a fraction of a patch; --step-size
+    checkpoint: str = "checkpoint_final.pth"  # or checkpoint_best.pth, as some releases ship
 
     def __post_init__(self) -> None:
+        if self.checkpoint not in CHECKPOINT_NAMES:
+            raise ValueError(f"checkpoint: {self.checkpoint!r} is not one of {', '.join(CHECKPOINT_NAMES)}")
         if not 0.0 < self.step_size <= 1.0:
             raise ValueError(f"step_size: {self.step_size} must be in (0, 1] (a fraction of a patch)")
 
 
-def folds_in(folder: Path, requested: str) -> tuple[int, ...]:
-    present = sorted(int(p.name[5:]) for p in folder.glob("fold_*") if (p / "checkpoint_final.pth").is_file())
+def folds_in(folder: Path, requested: str, checkpoint: str = "checkpoint_final.pth") -> tuple[int | str, ...]:
+    """The folds to ensemble: `all` takes every numbered fold with the checkpoint, or nnU-Net's `fold_all` (one
+    model trained on all cases) where a release ships only that."""
+    with_checkpoint = [p.name[5:] for p in folder.glob("fold_*") if (p / checkpoint).is_file()]
+    present = sorted(int(name) for name in with_checkpoint if name.isdigit())
     if requested == "all":
-        return tuple(present)
+        chosen = tuple(present) or (("all",) if "all" in with_checkpoint else ())
+        if not chosen:
+            found = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/*.pth")) or ["none"]
+            raise ConfigError(f"{folder}: no fold_*/{checkpoint} (checkpoints found: {', '.join(found)}); "
+                              "set NNUnetRunner.checkpoint to the one the release ships")
+        return chosen
     try:
         wanted = tuple(int(v) for v in requested.split(","))
     except ValueError:
@@ -69,12 +80,12 @@ def _checked(folder: Path) -> Path:
     return folder
 
 
-def _load_failure(model: _Model, error: Exception) -> str:
+def _load_failure(model: _Model, error: Exception, checkpoint_name: str) -> str:
     """Which file of the model nnU-Net could not load: the first checkpoint torch cannot read, else the folder."""
     import torch
 
     for fold in model.folds:
-        checkpoint = model.folder / f"fold_{fold}" / "checkpoint_final.pth"
+        checkpoint = model.folder / f"fold_{fold}" / checkpoint_name
         try:
             torch.load(checkpoint, map_location="cpu", weights_only=False)
         except Exception as checkpoint_error:
@@ -85,7 +96,7 @@ def _load_failure(model: _Model, error: Exception) -> str:
 class _Model:
     """One nnU-Net model folder and, once first needed, its predictor."""
 
-    def __init__(self, weights_id: str, folder: Path, folds: tuple[int, ...]) -> None:
+    def __init__(self, weights_id: str, folder: Path, folds: tuple[int | str, ...]) -> None:
         self.weights_id = weights_id
         self.folder = folder
         self.folds = folds
@@ -114,7 +125,7 @@ class NNUnetRunner(Module):
         require_weights(context.weights_dir, manifest)
         self.device = resolve_device(settings.device)
         folder = model_folder(context.weights_dir, manifest, entry)
-        self.model = _Model(entry.id, _checked(folder), folds_in(folder, settings.folds))
+        self.model = _Model(entry.id, _checked(folder), folds_in(folder, settings.folds, settings.checkpoint))
         self.loads = 0
         self._preflight()
 
@@ -124,7 +135,7 @@ class NNUnetRunner(Module):
         try:
             self._predictor(self.model)
         except Exception as error:
-            raise ConfigError(_load_failure(self.model, error)) from None
+            raise ConfigError(_load_failure(self.model, error, self.settings.checkpoint)) from None
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -185,7 +196,7 @@ class NNUnetRunner(Module):
                 allow_tqdm=False,
             )
             predictor.initialize_from_trained_model_folder(
-                str(model.folder), use_folds=model.folds, checkpoint_name="checkpoint_final.pth"
+                str(model.folder), use_folds=model.folds, checkpoint_name=self.settings.checkpoint
             )
             use_plans_preprocessor(predictor)  # converted v1 models: v1's resample-then-normalise order
             model.predictor = predictor
