@@ -19,7 +19,15 @@ from aimi.evaluate.cli import run as run_evaluate
 from aimi.models import available_models, load_model
 from aimi.registry import registry
 from aimi.run_options import add_run_options, run_options
-from aimi.weights import FetchError, WeightsMissing, default_weights_dir, fetch, import_archive, verify
+from aimi.weights import (
+    FetchError,
+    WeightsMissing,
+    default_weights_dir,
+    fetch,
+    import_archive,
+    provenance,
+    verify,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +152,7 @@ def _models(as_json: bool, weights_dir: Path) -> int:
             "segments": [c for o in meta.get("summary", {}).get("outputs", []) for c in o.get("classes", [])],
             "workflows": model.workflows(),
             "weights": "ok" if not verify(model.manifest, weights_dir) else "missing or unverified",
+            "provenance": {e.id: provenance(weights_dir, model.manifest, e) for e in model.manifest.weights},
         })
     if as_json:
         print(json.dumps(rows, indent=2))
