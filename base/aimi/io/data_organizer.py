@@ -91,9 +91,9 @@ class DataOrganizer(Module):
         segs=Port(SEGS, "the SEGs to write, by role", "segs"),
         series=Port(SERIES_KIND, "the source series, for folder names and grids", SERIES),
         labels=Port((LABELMAP, SERIES_LABELMAPS), "the label map(s) to export; needed only with labelmap_format "
-                       "or qc_png", MAIN, optional=True),
+                    "or qc_png", MAIN, optional=True),
         images=Port(IMAGES, "the volumes under the QC overlay, on the series grids; needed only with qc_png",
-                       "images", optional=True),
+                    "images", optional=True),
     )
     outputs = ports(files=Port(FILES, "every file written, once complete", "files"))
     Settings = Settings

@@ -47,9 +47,9 @@ class DsegConverter(Module):
     inputs = ports(
         series=Port(SERIES_KIND, "the source series the SEGs reference, by role", SERIES),
         labels=Port((LABELMAP, SERIES_LABELMAPS), "what to encode: one label map for all series, or one per role",
-                       MAIN),
+                    MAIN),
         provenance=Port(PROVENANCE, "the weights behind the labels, for the SEG header", "provenance",
-                           optional=True),
+                        optional=True),
     )
     outputs = ports(segs=Port(SEGS, "one SEG dataset per role", "segs"))
     Settings = Settings
