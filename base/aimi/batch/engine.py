@@ -29,6 +29,7 @@ from aimi.core.runner import Runner
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.models import load_model
 from aimi.report import now, report_header, write_report
+from aimi.weights import check_image_weights
 
 log = logging.getLogger("aimi.batch")
 
@@ -65,6 +66,7 @@ class Outcome:
 
 def run_batch(uids: list[str], source: Source, settings: BatchSettings) -> int:
     """Segment every series of `uids` not yet done; exit 1 when any series of the manifest ends failed."""
+    check_image_weights(load_model(settings.model).manifest, settings.weights_dir)
     prepare_output_folder(settings.output_dir)  # before the lock: a folder that takes no file fails here
     with _exclusive(settings.output_dir), Ledger(settings.output_dir / LEDGER_NAME) as ledger:
         started = now()
