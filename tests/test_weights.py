@@ -266,8 +266,13 @@ def test_archive_without_the_named_model_folder_fails_listing_what_it_holds(serv
     assert leftovers(weights_dir) == []
 
 
-def test_v1_archive_is_kept_for_conversion_and_says_how(server, tmp_path, weights_dir):
-    manifest, _ = served_manifest(server, tmp_path, V1_MEMBERS, fmt="nnunet-v1", nnunet=NNUNET_V1)
+#: MHub's BAMF v1 releases unzip into nnU-Net v1's `nnUNet/` results folder: they start at the configuration.
+MHUB_V1_MEMBERS = {name.removeprefix("nnUNet/"): data for name, data in V1_MEMBERS.items()}
+
+
+@pytest.mark.parametrize("members", [V1_MEMBERS, MHUB_V1_MEMBERS], ids=["with nnUNet/", "as MHub ships it"])
+def test_v1_archive_is_kept_for_conversion_and_says_how(members, server, tmp_path, weights_dir):
+    manifest, _ = served_manifest(server, tmp_path, members, fmt="nnunet-v1", nnunet=NNUNET_V1)
 
     with pytest.raises(WeightsNeedConversion, match="aimi weights convert-v1"):
         fetch(manifest, weights_dir, progress=False)
@@ -297,7 +302,7 @@ def test_require_weights_names_a_missing_checkpoint(tmp_path, weights_dir):
     (folder / "dataset.json").write_text("{}")
     (folder / "plans.json").write_text("{}")
 
-    with pytest.raises(WeightsMissing, match=r"lacks fold_\*/checkpoint_final\.pth"):
+    with pytest.raises(WeightsMissing, match=r"lacks fold_\*/checkpoint_final\.pth or checkpoint_best\.pth"):
         require_weights(weights_dir, manifest)
 
 

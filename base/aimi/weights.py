@@ -311,12 +311,15 @@ def _safe_unpack(archive: Path, dest: Path, entry: WeightsEntry) -> None:
 def _locate_model_folder(root: Path, entry: WeightsEntry) -> Path:
     """The nnU-Net model folder the manifest names inside an unpacked archive.
 
-    v2: the folder `<trainer>__<plans>__<configuration>` holding plans.json and dataset.json.
-    v1: the folder `nnUNet/<configuration>/<task>/<trainer>__<plans>` holding plans.pkl.
+    v2: the folder `<trainer>__<plans>__<configuration>` holding plans.json and dataset.json, at any depth
+        (MHub's BAMF releases: `<dataset>/<trainer>__<plans>__<configuration>/`).
+    v1: the folder `<configuration>/<task>/<trainer>__<plans>` holding plans.pkl, at any depth (MHub's BAMF
+        releases unzip to `3d_fullres/<task>/...` under nnU-Net v1's `nnUNet/` results folder; others ship the
+        `nnUNet/` level too).
     """
     nn = entry.nnunet
     if nn.version == 1:
-        marker, tail = "plans.pkl", ("nnUNet", nn.configuration, nn.task, f"{nn.trainer}__{nn.plans}")
+        marker, tail = "plans.pkl", (nn.configuration, nn.task, f"{nn.trainer}__{nn.plans}")
         found = [p.parent for p in root.rglob(marker)]
     else:
         marker, tail = "plans.json", (f"{nn.trainer}__{nn.plans}__{nn.configuration}",)
