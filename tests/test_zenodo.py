@@ -276,3 +276,13 @@ def test_a_release_with_fold_all_and_checkpoint_best_under_a_nested_folder_loads
         NNUnetRunner(Settings(weights="kidney", device="cpu"), context)
     runner = NNUnetRunner(Settings(weights="kidney", device="cpu", checkpoint="checkpoint_best.pth"), context)
     assert runner.model.folds == ("all",) and runner.loads == 1
+
+
+def test_a_channel_mapping_unlike_the_models_dataset_json_stops_the_run_before_any_case(
+        zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    zenodo.files[FILE] = archive
+    model = manifest(tmp_path)
+    fetch(model, tmp_path / "w", progress=False)
+    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+    with pytest.raises(ConfigError, match=r"maps T1, FLAIR but kidney's dataset.json names CT \(missing: CT\)"):
+        NNUnetRunner(Settings(weights="kidney", device="cpu", channels={"T1": "t1", "FLAIR": "flair"}), context)

@@ -127,7 +127,18 @@ class NNUnetRunner(Module):
         folder = model_folder(context.weights_dir, manifest, entry)
         self.model = _Model(entry.id, _checked(folder), folds_in(folder, settings.folds, settings.checkpoint))
         self.loads = 0
+        self._check_channels()
         self._preflight()
+
+    def _check_channels(self) -> None:
+        """The model's channels (its dataset.json) against the workflow's mapping, before the first case."""
+        names, mapping = self.model.channel_names, self.settings.channels
+        if not mapping and len(names) > 1:
+            raise ConfigError(f"{self.model.weights_id}: the model takes {len(names)} channels ({', '.join(names)}); "
+                              "map each to a case role with NNUnetRunner.channels")
+        if mapping and (missing := [n for n in names if n not in mapping]):
+            raise ConfigError(f"NNUnetRunner.channels maps {', '.join(mapping)} but {self.model.weights_id}'s "
+                              f"dataset.json names {', '.join(names)} (missing: {', '.join(missing)})")
 
     def _preflight(self) -> None:
         """Load the model before the first case, so that a broken weights file stops the run (exit 2) naming it,
