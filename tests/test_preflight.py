@@ -3,6 +3,7 @@ named) and an output folder that takes no file - exit 2, one line, no traceback,
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +55,14 @@ def test_an_output_folder_that_is_a_file_stops_the_run_before_any_case(kidney_we
                    "--weights", str(kidney_weights)])
     assert status == EXIT_USAGE
     assert "output folder" in capsys.readouterr().err and (tmp_path / "out").read_text() == "a file"
+
+
+def test_aimi_models_json_shows_where_each_weights_entry_came_from(kidney_weights: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "--json", "--weights", str(kidney_weights)]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    kidney = rows[KIDNEY.name]
+    assert kidney["weights"] == "missing or unverified"  # a test model is not the manifest's archive
+    assert kidney["provenance"]["kidney"] == {"file": "aimi-testmodel", "url": "", "record": "", "md5": "",
+                                              "sha256": ""}
+    assert rows["bamf_nnunet_mr_breast"]["provenance"]["tumor"]["record"] == "11998632"  # not fetched: the manifest's
