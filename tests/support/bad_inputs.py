@@ -92,6 +92,14 @@ def _raw(keyword: str, text: bytes) -> Callable[[pydicom.Dataset], None]:
     return change
 
 
+def _edited(root: Path, name: str, folder: str, change: Callable[[pydicom.Dataset], None], status: str,
+            reason: str, *, only: int | None = None, warning: str = "") -> Expect:
+    """A phantom series with one header change (in every file, or file `only`), and what a run must say of it."""
+    files, uid = _series(root / folder, name)
+    _edit(files, change, only=only)
+    return Expect(status, reason, uid, patient_name=name, warning=warning)
+
+
 def good(root: Path, name: str) -> Expect:
     _, uid = _series(root / "good" / "a" / "b", name, file_names="random")
     return Expect("selected", "^$|duplicate", uid, patient_name=name)
@@ -164,9 +172,8 @@ def mixed_sizes(root: Path, name: str) -> Expect:
 
 
 def mixed_orientations(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "mixed_orientations", name)
-    _edit(files, _set(ImageOrientationPatient=[1, 0, 0, 0, 0.9998477, -0.0174524]), only=3)
-    return Expect("rejected", "ImageOrientationPatient differs", uid, patient_name=name)
+    return _edited(root, name, "mixed_orientations", _set(ImageOrientationPatient=[1, 0, 0, 0, 0.9998477, -0.0174524]),
+                   "rejected", "ImageOrientationPatient differs", only=3)
 
 
 def gantry_tilt(root: Path, name: str) -> Expect:
@@ -192,39 +199,33 @@ def deflated(root: Path, name: str) -> Expect:
     return Expect("selected", "^$", uid, patient_name=name)
 
 
-def eight_bit(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "eight_bit", name)
+def _stored_as(bits: int, signed: bool, slope: float) -> Callable[[pydicom.Dataset], None]:
+    """Re-encode the slice's HU as `bits`-bit (signed or not) stored values with RescaleSlope `slope`."""
+    dtype = {(8, False): np.uint8, (16, True): np.int16, (32, True): np.int32}[(bits, signed)]
 
-    def to_8bit(ds: pydicom.Dataset) -> None:
-        pixels = np.clip(ds.pixel_array // 8, 0, 255).astype(np.uint8)
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 8, -1024
-        ds.PixelData = pixels.tobytes()
-    _edit(files, to_8bit)
-    return Expect("selected", "^$", uid, patient_name=name)
+    def change(ds: pydicom.Dataset) -> None:
+        hounsfield = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        intercept = 0.0 if signed else -1024.0
+        info = np.iinfo(dtype)
+        stored = np.clip(np.rint((hounsfield - intercept) / slope), info.min, info.max).astype(dtype)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, int(signed)
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        ds.PixelData = stored.tobytes()
+    return change
+
+
+def eight_bit(root: Path, name: str) -> Expect:
+    return _edited(root, name, "eight_bit", _stored_as(8, False, 8.0), "selected", "^$")
 
 
 def thirty_two_bit(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "thirty_two_bit", name)
-
-    def to_32bit(ds: pydicom.Dataset) -> None:
-        pixels = ds.pixel_array.astype(np.int32) - 1024
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 1
-        ds.RescaleIntercept = 0
-        ds.PixelData = pixels.tobytes()
-    _edit(files, to_32bit)
-    return Expect("selected", "^$", uid, patient_name=name)
+    return _edited(root, name, "thirty_two_bit", _stored_as(32, True, 1.0), "selected", "^$")
 
 
 def signed_mix(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "signed_mix", name)
-
-    def to_signed(ds: pydicom.Dataset) -> None:
-        pixels = ds.pixel_array.astype(np.int16) - 1024
-        ds.PixelRepresentation, ds.RescaleIntercept = 1, 0
-        ds.PixelData = pixels.tobytes()
-    _edit(files, to_signed, only=0)
-    return Expect("selected|rejected", "^$|PixelRepresentation", uid, patient_name=name)
+    """One slice stored signed, the others unsigned, as mixed exports leave them."""
+    return _edited(root, name, "signed_mix", _stored_as(16, True, 1.0), "selected|rejected", "^$|PixelRepresentation",
+                   only=0)
 
 
 def single_slice(root: Path, name: str) -> Expect:
@@ -264,9 +265,7 @@ def empty_uids(root: Path, name: str) -> Expect:
 
 
 def multi_frame(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "multi_frame", name)
-    _edit(files, _set(NumberOfFrames=2), only=0)
-    return Expect("rejected", "multi-frame", uid, patient_name=name)
+    return _edited(root, name, "multi_frame", _set(NumberOfFrames=2), "rejected", "multi-frame", only=0)
 
 
 def long_strings(root: Path, name: str) -> Expect:
@@ -291,39 +290,31 @@ def undeclared_latin1(root: Path, name: str) -> Expect:
 
 
 def missing_position_everywhere(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "no_position", name)
-    _edit(files, _delete("ImagePositionPatient"))
-    return Expect("rejected", "ImagePositionPatient missing", uid, patient_name=name)
+    return _edited(root, name, "no_position", _delete("ImagePositionPatient"),
+                   "rejected", "ImagePositionPatient missing")
 
 
 def missing_position_once(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "no_position_once", name)
-    _edit(files, _delete("ImagePositionPatient"), only=9)
-    return Expect("rejected", "ImagePositionPatient missing", uid, patient_name=name)
+    return _edited(root, name, "no_position_once", _delete("ImagePositionPatient"),
+                   "rejected", "ImagePositionPatient missing", only=9)
 
 
 def missing_orientation(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "no_orientation", name)
-    _edit(files, _delete("ImageOrientationPatient"))
-    return Expect("rejected", "ImageOrientationPatient missing", uid, patient_name=name)
+    return _edited(root, name, "no_orientation", _delete("ImageOrientationPatient"),
+                   "rejected", "ImageOrientationPatient missing")
 
 
 def missing_spacing(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "no_spacing", name)
-    _edit(files, _delete("PixelSpacing"))
-    return Expect("rejected", "PixelSpacing missing", uid, patient_name=name)
+    return _edited(root, name, "no_spacing", _delete("PixelSpacing"), "rejected", "PixelSpacing missing")
 
 
 def garbled_position(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "garbled_position", name)
-    _edit(files, _raw("ImagePositionPatient", b"abc\\def\\ghi "), only=4)
-    return Expect("rejected", "ImagePositionPatient .*not numeric", uid, patient_name=name)
+    return _edited(root, name, "garbled_position", _raw("ImagePositionPatient", b"abc\\def\\ghi "),
+                   "rejected", "ImagePositionPatient .*not numeric", only=4)
 
 
 def garbled_instance_number(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "garbled_instance", name)
-    _edit(files, _raw("InstanceNumber", b"x1 "))
-    return Expect("selected", "^$", uid, patient_name=name)
+    return _edited(root, name, "garbled_instance", _raw("InstanceNumber", b"x1 "), "selected", "^$")
 
 
 def screen_save(root: Path, name: str) -> Expect:
@@ -375,21 +366,17 @@ def fifo(root: Path, name: str) -> Expect:
 
 
 def zero_orientation(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "zero_orientation", name)
-    _edit(files, _set(ImageOrientationPatient=[0, 0, 0, 0, 0, 0]))
-    return Expect("rejected", "ImageOrientationPatient .*orthogonal unit", uid, patient_name=name)
+    return _edited(root, name, "zero_orientation", _set(ImageOrientationPatient=[0, 0, 0, 0, 0, 0]),
+                   "rejected", "ImageOrientationPatient .*orthogonal unit")
 
 
 def sheared_orientation(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "sheared_orientation", name)
-    _edit(files, _set(ImageOrientationPatient=[1, 0, 0, 0.5, 0.8660254, 0.2]))
-    return Expect("rejected", "ImageOrientationPatient .*orthogonal unit", uid, patient_name=name)
+    return _edited(root, name, "sheared_orientation", _set(ImageOrientationPatient=[1, 0, 0, 0.5, 0.8660254, 0.2]),
+                   "rejected", "ImageOrientationPatient .*orthogonal unit")
 
 
 def zero_spacing(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "zero_spacing", name)
-    _edit(files, _set(PixelSpacing=[0, 0]))
-    return Expect("rejected", "PixelSpacing .*> 0", uid, patient_name=name)
+    return _edited(root, name, "zero_spacing", _set(PixelSpacing=[0, 0]), "rejected", "PixelSpacing .*> 0")
 
 
 def illegal_uid(root: Path, name: str) -> Expect:
@@ -399,15 +386,12 @@ def illegal_uid(root: Path, name: str) -> Expect:
 
 
 def huge_rescale(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "huge_rescale", name)
-    _edit(files, _set(RescaleSlope="1e30"))
-    return Expect("selected", "^$", uid, patient_name=name, warning="outside .*HU")
+    return _edited(root, name, "huge_rescale", _set(RescaleSlope="1e30"), "selected", "^$", warning="outside .*HU")
 
 
 def ybr_colour(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "ybr", name)
-    _edit(files, _set(PhotometricInterpretation="YBR_FULL"))
-    return Expect("rejected", "PhotometricInterpretation 'YBR_FULL'", uid, patient_name=name)
+    return _edited(root, name, "ybr", _set(PhotometricInterpretation="YBR_FULL"),
+                   "rejected", "PhotometricInterpretation 'YBR_FULL'")
 
 
 def zero_rows(root: Path, name: str) -> Expect:
