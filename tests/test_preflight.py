@@ -57,9 +57,12 @@ def test_an_output_folder_that_is_a_file_stops_the_run_before_any_case(kidney_we
     assert "output folder" in capsys.readouterr().err and (tmp_path / "out").read_text() == "a file"
 
 
-def test_aimi_models_json_shows_where_each_weights_entry_came_from(kidney_weights: Path,
+def test_aimi_models_json_shows_where_each_weights_entry_came_from(kidney_weights: Path, tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture) -> None:
-    assert main(["models", "--json", "--weights", str(kidney_weights)]) == 0
+    only_kidney = tmp_path / "weights"  # the session's shared root may hold other test models by now
+    only_kidney.mkdir()
+    (only_kidney / KIDNEY.name).symlink_to(kidney_weights / KIDNEY.name)
+    assert main(["models", "--json", "--weights", str(only_kidney)]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     kidney = rows[KIDNEY.name]
     assert kidney["weights"] == "missing or unverified"  # a test model is not the manifest's archive
