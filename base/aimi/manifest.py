@@ -4,8 +4,8 @@ Reads: `models/<name>/manifest.toml`. Writes: nothing. Every key is checked when
 at once with the file, the key path (`weights[0].format`) and the valid choices, never later inside a download.
 
     [model]                 name, version
-    [[weights]]             id, url, file, sha256 ("" or a site's pin), format, license; record (the Zenodo record
-                            id: fetch reads the file's size and MD5 from it and checks them)
+    [[weights]]             id, url, file, format, license; record (the Zenodo record id: fetch reads the file's
+                            size and MD5 from it and checks them); sha256 (optional: a pin a site adds, checked too)
     [weights.nnunet]        version, task (v1) or dataset (v2), configuration, trainer, plans
 """
 
@@ -128,8 +128,8 @@ def load_manifest(path: Path) -> Manifest:
 def _entry(at: _At, raw: Any) -> WeightsEntry:
     """One [[weights]] table."""
     table = _table(at, raw)
-    _check_keys(at, table, required=("id", "url", "file", "sha256", "format", "license", "nnunet"),
-                optional=("record",))
+    _check_keys(at, table, required=("id", "url", "file", "format", "license", "nnunet"),
+                optional=("record", "sha256"))
     fmt = _string(at / "format", table["format"], choices=FORMATS)
     url = _string(at / "url", table["url"])
     if not url.startswith(("https://", "http://")):
@@ -138,7 +138,7 @@ def _entry(at: _At, raw: Any) -> WeightsEntry:
         id=_string(at / "id", table["id"], pattern=_ID, rule="letters, digits, _ and -"),
         url=url,
         file=_string(at / "file", table["file"], pattern=_FILE, rule="a file name without /"),
-        sha256=_string(at / "sha256", table["sha256"], pattern=_SHA256, rule='"" or 64 lower-case hex digits',
+        sha256=_string(at / "sha256", table.get("sha256", ""), pattern=_SHA256, rule='"" or 64 lower-case hex digits',
                        empty_ok=True),
         format=fmt,
         license=_string(at / "license", table["license"]),
