@@ -9,9 +9,11 @@ plans' v1-order preprocessor as NNUnetRunner does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +324,55 @@ def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
     assert "aimi_preprocessor_class" in json.loads(plans_file.read_text())["configurations"]["3d_fullres"]
     record = json.loads((model_folder(weights, manifest, entry) / PROVENANCE_FILE).read_text())
     assert (record["file"], record["sha256"]) == (entry.file, "cd" * 32)
+
+
+def test_a_v1_release_as_mhub_ships_it_is_checked_unpacked_converted_and_loaded(v1_reference, tmp_path,
+                                                                                monkeypatch):
+    """BAMF's v1 zips (MHub's kidney and prostate) start at the configuration, `3d_fullres/<task>/<trainer>__<plans>/`,
+    with no `nnUNet/` folder above: served by a Zenodo stand-in, fetch checks them against the record, unpacks,
+    converts, and NNUnetRunner loads every fold."""
+    from aimi.core.context import RunContext, RunOptions
+    from aimi.inference.nnunet_runner import NNUnetRunner, Settings
+    from tests.support.zenodo import serving
+
+    release = tmp_path / f"{CT}.zip"
+    source = v1_model(v1_reference, CT)
+    with zipfile.ZipFile(release, "w") as zf:
+        for item in sorted(p for p in source.rglob("*") if p.is_file()):
+            zf.write(item, f"3d_fullres/{CT}/nnUNetTrainerV2__nnUNetPlansv2.1/{item.relative_to(source)}")
+    (tmp_path / "manifest.toml").write_text(f"""
+[model]
+name = "test_model"
+version = "1.0.0"
+
+[[weights]]
+id = "organ"
+url = "https://zenodo.org/records/901/files/{release.name}"
+record = "901"
+file = "{release.name}"
+format = "nnunet-v1"
+license = "CC BY-NC 4.0"
+
+[weights.nnunet]
+version = 1
+task = "{CT}"
+configuration = "3d_fullres"
+trainer = "nnUNetTrainerV2"
+plans = "nnUNetPlansv2.1"
+""")
+    manifest = load_manifest(tmp_path / "manifest.toml")
+    with serving("901") as zenodo:
+        zenodo.files[release.name] = release.read_bytes()
+        monkeypatch.setenv("AIMI_ZENODO_URL", zenodo.url)
+        [folder] = fetch(manifest, tmp_path / "weights", progress=False)
+
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.glob("fold_*/*.pth")) == [
+        f"fold_{fold}/checkpoint_final.pth" for fold in FOLDS]
+    record = json.loads((folder / PROVENANCE_FILE).read_text())
+    assert (record["record"], record["md5"]) == ("901", hashlib.md5(release.read_bytes()).hexdigest())
+    context = RunContext("test_model", tmp_path, manifest, tmp_path / "weights", tmp_path / "out", RunOptions())
+    runner = NNUnetRunner(Settings(device="cpu"), context)
+    assert runner.model.folder == folder and runner.model.folds == FOLDS and runner.loads == 1
 
 
 @pytest.mark.slow

@@ -6,15 +6,11 @@ model, which NNUnetRunner then loads."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import json
 import os
-import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -37,74 +33,18 @@ from aimi.weights import (
     parse_digests,
     provenance,
 )
+from tests.support.zenodo import Zenodo, serving
 
 RECORD = "4242"
 FILE = "Dataset779_Kidney.zip"
 FOLDER = "Dataset779_Kidney/nnUNetTrainer__nnUNetPlans__3d_fullres"
 
 
-class Zenodo:
-    """Serves `/api/records/<id>` and `/api/records/<id>/files/<key>/content` (with HTTP Range), like Zenodo."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.stated: dict[str, dict[str, object]] = {}  # what the record says, when it should lie
-        self.drop_once = False
-        self.requests: list[tuple[str, str]] = []
-        zenodo = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                zenodo.requests.append((self.path, self.headers.get("Range", "")))
-                if self.path == f"/api/records/{RECORD}":
-                    return self._send(200, json.dumps(zenodo.record()).encode(), "application/json")
-                match = re.fullmatch(rf"/api/records/{RECORD}/files/(.+)/content", self.path)
-                if not match or match.group(1) not in zenodo.files:
-                    return self._send(404, b"not found", "text/plain")
-                data = zenodo.files[match.group(1)]
-                start = int(re.fullmatch(r"bytes=(\d+)-", self.headers["Range"]).group(1)) if self.headers.get(
-                    "Range") else 0
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                if zenodo.drop_once:  # half the file, then the connection dies
-                    zenodo.drop_once = False
-                    self.wfile.write(data[start:len(data) // 2])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self.wfile.write(data[start:])
-
-            def _send(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def record(self) -> dict[str, object]:
-        files = [{"key": key, "size": len(data), "checksum": "md5:" + hashlib.md5(data).hexdigest(),
-                  # Zenodo's own host: the client must take the link under its configured base URL
-                  "links": {"self": f"https://zenodo.org/api/records/{RECORD}/files/{key}/content"}}
-                 | self.stated.get(key, {}) for key, data in self.files.items()]
-        return {"id": int(RECORD), "files": files}
-
-
 @pytest.fixture
 def zenodo(monkeypatch: pytest.MonkeyPatch) -> Iterator[Zenodo]:
-    server = Zenodo()
-    thread = threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setenv("AIMI_ZENODO_URL", server.url)
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with serving(RECORD) as server:
+        monkeypatch.setenv("AIMI_ZENODO_URL", server.url)
+        yield server
 
 
 @pytest.fixture(scope="module")
