@@ -370,6 +370,7 @@ plans = "nnUNetPlansv2.1"
         f"fold_{fold}/checkpoint_final.pth" for fold in FOLDS]
     record = json.loads((folder / PROVENANCE_FILE).read_text())
     assert (record["record"], record["md5"]) == ("901", hashlib.md5(release.read_bytes()).hexdigest())
+    assert record["converter"].startswith("nnU-Net v1 to v2 by aimi ")
     context = RunContext("test_model", tmp_path, manifest, tmp_path / "weights", tmp_path / "out", RunOptions())
     runner = NNUnetRunner(Settings(device="cpu"), context)
     assert runner.model.folder == folder and runner.model.folds == FOLDS and runner.loads == 1

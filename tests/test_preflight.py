@@ -67,5 +67,5 @@ def test_aimi_models_json_shows_where_each_weights_entry_came_from(kidney_weight
     kidney = rows[KIDNEY.name]
     assert kidney["weights"] == "missing or unverified"  # a test model is not the manifest's archive
     assert kidney["provenance"]["kidney"] == {"file": "aimi-testmodel", "url": "", "record": "", "md5": "",
-                                              "sha256": ""}
+                                              "sha256": "", "converter": ""}
     assert rows["bamf_nnunet_mr_breast"]["provenance"]["tumor"]["record"] == "11998632"  # not fetched: the manifest's

@@ -138,7 +138,7 @@ def test_fetch_downloads_verifies_and_unpacks_a_v2_model_folder(server, tmp_path
     assert require_weights(weights_dir, manifest) == {"organ": folder}
     assert provenance(weights_dir, manifest, manifest.entry("organ")) == {
         "file": "Model.zip", "sha256": digest, "url": f"{server.url}/Model.zip", "record": "",
-        "md5": hashlib.md5((server.root / "Model.zip").read_bytes()).hexdigest()}
+        "md5": hashlib.md5((server.root / "Model.zip").read_bytes()).hexdigest(), "converter": ""}
     assert json.loads((folder / PROVENANCE_FILE).read_text())["fetched_at"]
     assert verify(manifest, weights_dir) == []
     assert not (weights_dir / ".download").exists()
@@ -330,7 +330,7 @@ def test_provenance_without_a_record_has_an_empty_digest(tmp_path, weights_dir):
 
     assert provenance(weights_dir, manifest, manifest.weights[0]) == {
         "file": "Model.zip", "sha256": "", "url": "https://zenodo.org/records/1/files/Model.zip", "record": "",
-        "md5": ""}
+        "md5": "", "converter": ""}
 
 
 def test_default_weights_dir_follows_aimi_weights(monkeypatch, tmp_path):

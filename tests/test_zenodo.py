@@ -94,7 +94,7 @@ def test_fetch_checks_the_record_unpacks_and_the_runner_loads_the_model(zenodo: 
     model = manifest(tmp_path)
     [folder] = fetch(model, tmp_path / "w", progress=False)
     facts = provenance(tmp_path / "w", model, model.entry("kidney"))
-    assert facts == {"file": FILE, "url": model.entry("kidney").url, "record": RECORD,
+    assert facts == {"file": FILE, "url": model.entry("kidney").url, "record": RECORD, "converter": "",
                      "md5": hashlib.md5(archive).hexdigest(), "sha256": hashlib.sha256(archive).hexdigest()}
     context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
     runner = NNUnetRunner(Settings(weights="kidney", device="cpu"), context)

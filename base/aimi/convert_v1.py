@@ -33,6 +33,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 
+import aimi
 from aimi.atomic import replace_folder
 from aimi.nnunet_plans import resampling_entries
 from aimi.v1_preprocessing import PLANS_KEY, V1_ORDER
@@ -95,11 +96,18 @@ def convert_v1(src: Path, dst: Path, *, replace: bool = False) -> Path:
         for fold, checkpoint in folds.items():
             _convert_fold(checkpoint, staging / f"fold_{fold}" / V2_CHECKPOINT, v2_plans, dataset_json, fold)
         if (src / PROVENANCE_FILE).is_file():
-            shutil.copy2(src / PROVENANCE_FILE, staging / PROVENANCE_FILE)
+            _copy_provenance(src / PROVENANCE_FILE, staging / PROVENANCE_FILE)
         replace_folder(staging, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dst
+
+
+def _copy_provenance(src: Path, dst: Path) -> None:
+    """The v1 archive's provenance, plus who converted it: a SEG from converted weights says so."""
+    facts = json.loads(src.read_text(encoding="utf-8"))
+    facts["converter"] = f"nnU-Net v1 to v2 by aimi {aimi.__version__}"
+    dst.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
 
 
 def is_current_conversion(dst: Path) -> bool:

@@ -34,6 +34,11 @@ from aimi.manifest import Manifest, WeightsEntry
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = ".aimi-weights.json"
+#: What a model folder's provenance says: the archive (file, url, Zenodo record, md5, sha256) and, for nnU-Net v1
+#: weights, the converter that made the v2 folder.
+PROVENANCE_KEYS = ("file", "url", "record", "md5", "sha256", "converter")
+#: The file a tiny test model (`aimi testmodel`) records as its source: a SEG from it says it is no published model.
+TESTMODEL_FILE = "aimi-testmodel"
 #: The checkpoints nnU-Net v2 saves per fold; releases ship either (NNUnetRunner.checkpoint picks one).
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
 DOWNLOAD_DIR = ".download"
@@ -187,7 +192,10 @@ def _finish_v1(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> Pa
     from aimi.convert_v1 import ConversionError, convert_v1, is_current_conversion
 
     folder, source = model_folder(weights_dir, manifest, entry), v1_folder(weights_dir, manifest, entry)
-    same_source = _read_provenance(folder) == _read_provenance(source)
+    converted, fetched = _read_provenance(folder), _read_provenance(source)
+    converted.pop("converter", None)
+    fetched.pop("converter", None)
+    same_source = converted == fetched
     if not missing_parts(folder) and same_source and is_current_conversion(folder):
         return folder
     try:
@@ -345,7 +353,7 @@ def _read_provenance(folder: Path) -> dict[str, str]:
         record = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {key: str(record.get(key, "")) for key in ("url", "file", "record", "md5", "sha256", "fetched_at")}
+    return {key: str(record.get(key, "")) for key in (*PROVENANCE_KEYS, "fetched_at")}
 
 
 def _provenance_problems(folder: Path, entry: WeightsEntry) -> list[str]:
@@ -362,11 +370,12 @@ def _provenance_problems(folder: Path, entry: WeightsEntry) -> list[str]:
 
 
 def provenance(weights_dir: Path, manifest: Manifest, entry: WeightsEntry) -> dict[str, str]:
-    """file, url, Zenodo record, md5 and sha256 of the archive `entry`'s model folder came from ("" when unknown)."""
+    """file, url, Zenodo record, md5 and sha256 of the archive `entry`'s model folder came from, and the converter
+    that made it an nnU-Net v2 folder ("" when unknown or not converted)."""
     record = _read_provenance(model_folder(weights_dir, manifest, entry))
     if not record:
-        return {"file": entry.file, "sha256": "", "url": entry.url, "record": entry.record, "md5": ""}
-    return {key: record[key] for key in ("file", "sha256", "url", "record", "md5")}
+        return {key: "" for key in PROVENANCE_KEYS} | {"file": entry.file, "url": entry.url, "record": entry.record}
+    return {key: record[key] for key in PROVENANCE_KEYS}
 
 
 def verify(manifest: Manifest, weights_dir: Path) -> list[str]:

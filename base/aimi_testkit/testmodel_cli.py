@@ -7,11 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from aimi.models import ModelFolder
-from aimi.weights import model_folder, write_provenance
+from aimi.weights import TESTMODEL_FILE, model_folder, write_provenance
 from aimi_testkit.specs import SPECS_FILE, SpecError, load_specs
 from aimi_testkit.testmodel import DEFAULT_TARGET, QualityTarget, TestModelSpec, build_test_model, read_quality
-
-TESTMODEL_FILE = "aimi-testmodel"
 
 
 def spec_for(model: ModelFolder, weights_id: str) -> TestModelSpec:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -159,14 +160,17 @@ def test_label_map_on_the_source_points_in_any_axis_order_is_rearranged_exactly(
     np.testing.assert_array_equal(on_source_grid(shifted, series.geometry), sitk.GetArrayFromImage(resampled))
 
 
-def segmented_case(modules: dict[str, Any], tmp_path: Path) -> Case:
-    """An axial phantom series imported, converted, labelled at its voxel centres and encoded as a SEG."""
+def segmented_case(modules: dict[str, Any], tmp_path: Path, provenance: dict | None = None) -> Case:
+    """An axial phantom series imported, converted, labelled at its voxel centres and encoded as a SEG (of weights
+    with `provenance`, when given)."""
     grid, _ = GRIDS["axial"]
     volume, _ = sample_phantom(grid, SHAPES, -100.0)
     write_series(volume, grid, tmp_path / "dicom")
     [case] = modules["import"].discover(tmp_path / "dicom").cases
     modules["convert"](case)
     case.artifacts["main"] = labels_at_voxel_centres(case.artifacts["images"]["ct"])
+    if provenance:
+        case.artifacts["provenance"] = provenance
     modules["seg"](case)
     return case
 
@@ -198,3 +202,25 @@ def test_a_write_that_fails_fails_the_case_naming_the_file_and_leaves_nothing(mo
         organizer(case)
     (out / case.id).unlink()
     assert sorted(out.rglob("*")) == before
+
+
+def test_seg_names_the_record_file_digests_and_converter_of_every_fused_model(modules, tmp_path: Path):
+    """What a reviewer checks against Zenodo, for two fused models (as breast), one of them converted from v1."""
+    a = {"file": "Dataset009_Breast.zip", "url": "https://zenodo.org/records/11998679/files/Dataset009_Breast.zip",
+         "record": "11998679", "md5": "a" * 32, "sha256": "b" * 64, "converter": ""}
+    b = {"file": "Task779_Kidney.zip", "url": "https://zenodo.org/records/8277846/files/Task779_Kidney.zip",
+         "record": "8277846", "md5": "c" * 32, "sha256": "d" * 64, "converter": "nnU-Net v1 to v2 by aimi 0.1.0"}
+    case = segmented_case(modules, tmp_path, {"tumor": b, "breast_fgt": a})
+    seg_path = tmp_path / "out.seg.dcm"
+    write_dataset_atomically(case.artifacts["segs"]["ct"], seg_path)
+
+    assert dciodvfy_errors(seg_path) == []
+    seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
+    [algorithm] = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence
+    assert algorithm.AlgorithmSource == "Zenodo record 11998679 + 8277846"
+    assert algorithm.AlgorithmVersion == "1.0.0 Dataset009_Breast.zip + Task779_Kidney.zip"
+    parameters = dict(item.split("=", 1) for item in algorithm.AlgorithmParameters.split(","))
+    assert {key: value for key, value in parameters.items() if key.startswith("tumor_")} == {
+        f"tumor_{key}": value for key, value in b.items() if value}
+    assert parameters["breast_fgt_md5"] == "a" * 32 and "breast_fgt_converter" not in parameters
+    assert seg.ContentDescription == f"md5 {'a' * 27} md5 {'c' * 27}"  # LO: 64 characters for both

@@ -41,7 +41,7 @@ TRANSFORM = Kind("Transform", "one spatial transform: a point of the target spac
 GRID = Kind("Grid", "an image whose grid (origin, spacing, direction, size) other steps resample onto")
 SEGS = Kind("Segs", "one DICOM SEG dataset per role (pydicom Dataset)")
 FILES = Kind("Files", "paths written under the output folder", merges=True)
-PROVENANCE = Kind("Provenance", "weights id -> model, version, weights file and sha256", merges=True)
+PROVENANCE = Kind("Provenance", "weights id -> Zenodo record, file, md5, sha256, converter", merges=True)
 MEASUREMENTS = Kind("Measurements", "step -> what it measured (numbers for the run report)", merges=True)
 WARNINGS = Kind("Warnings", "what a step noticed that does not fail the case, for the run report", merges=True)
 

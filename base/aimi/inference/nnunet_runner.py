@@ -110,7 +110,7 @@ class NNUnetRunner(Module):
     inputs = ports(images=Port(IMAGES, "the volumes the model's channels are taken from, by role", "images"))
     outputs = ports(
         labels=Port(LABELMAP, "the model's label map, on the grid of its first channel's image", MAIN),
-        provenance=Port(PROVENANCE, "the weights id -> model version, weights file and sha256", "provenance"),
+        provenance=Port(PROVENANCE, "weights id -> Zenodo record, file, md5, sha256, converter", "provenance"),
     )
     Settings = Settings
 

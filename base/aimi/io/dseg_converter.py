@@ -2,8 +2,8 @@
 
 The label map is resampled (nearest neighbour, physical space) onto each source series' own grid, then encoded
 as a highdicom BINARY SEG whose frames are parallel to and reference the source slices. Segments, codes and the
-header come from the workflow's segment table; provenance (model version, weights file and sha256) goes into the
-algorithm identification and the content description.
+header come from the workflow's segment table; provenance (Zenodo record, weights file, md5/sha256, converter) goes
+into the algorithm identification and the content description.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aimi.dicom.resample import role_on_source_grid
 from aimi.errors import CaseError, ConfigError
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg
+from aimi.weights import TESTMODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,38 @@ class DsegConverter(Module):
         self.write(case, "segs", segs)
 
     def _header(self, provenance: dict[str, dict[str, str]]) -> SegHeader:
-        """Provenance within LO (64 characters): version and weights file as the algorithm version, the sha256
-        digest(s) as the content description (prefixes of 64 / n characters when a chain fuses n models)."""
-        manifest = self.context.manifest
-        files = " + ".join(p.get("file") or weights_id for weights_id, p in sorted(provenance.items()))
-        digests = [p.get("sha256") or "" for _, p in sorted(provenance.items())]
+        """Where the weights came from, as a reviewer checks it against Zenodo: the record(s) as the algorithm source,
+        every provenance fact as an algorithm parameter (`<weights id>_<fact>`), version and file(s) as the algorithm
+        version and the digest(s) as the content description (LO: 64 / n characters each when n models are fused)."""
+        used = sorted(provenance.items())
+        files = " + ".join(facts.get("file") or weights_id for weights_id, facts in used)
+        records = [facts["record"] for _, facts in used if facts.get("record")]
+        digests = [_digest(facts) for _, facts in used]
         width = 64 // max(1, len(digests)) - (1 if len(digests) > 1 else 0)
-        digest = " ".join(d[:width] for d in digests) if all(digests) else "weights sha256 unknown (test weights)"
+        test_weights = any(facts.get("file") == TESTMODEL_FILE for _, facts in used)
+        if all(digests):
+            description = " ".join(digest[:width] for digest in digests)
+        else:
+            description = "test weights, not the published model" if test_weights else "weights digest unknown"
         return SegHeader(
             series_description=self.settings.series_description,
             series_number=self.settings.series_number,
             body_part_examined=self.settings.body_part_examined,
             algorithm_name=self.settings.algorithm_name,
-            algorithm_version=f"{manifest.version} {files}"[:64],
+            algorithm_version=f"{self.context.manifest.version} {files}",
+            algorithm_source=f"Zenodo record {' + '.join(records)}" if records else
+            ("aimi testmodel" if test_weights else None),
+            algorithm_parameters={f"{weights_id}_{key}": value for weights_id, facts in used
+                                  for key, value in facts.items() if value},
             content_creator=self.settings.content_creator,
             content_label=self.settings.content_label,
-            content_description=digest,
+            content_description=description,
             software_versions=f"aimi {aimi.__version__}",
         )
+
+
+def _digest(facts: dict[str, str]) -> str:
+    """The digest a reviewer can compare with the publisher's: the record's MD5, else the archive's sha256."""
+    if facts.get("md5"):
+        return f"md5 {facts['md5']}"
+    return f"sha256 {facts['sha256']}" if facts.get("sha256") else ""

@@ -32,7 +32,8 @@ def _artificial_intelligence() -> hd.sr.CodedConcept:
 @dataclass(frozen=True)
 class SegHeader:
     """What a SEG says about itself beyond its segments (General Series, Enhanced General Equipment, Segmentation
-    Image modules; PS3.3 C.7.3.1, C.7.5.2, C.8.20.2). Provenance (weights file, sha256) goes in content_description.
+    Image modules; PS3.3 C.7.3.1, C.7.5.2, C.8.20.2). Provenance of the weights goes in the algorithm
+    identification (source: the Zenodo record; parameters: file, digests, converter) and the content description.
     """
 
     series_description: str
@@ -41,6 +42,8 @@ class SegHeader:
     algorithm_name: str
     algorithm_version: str
     algorithm_family: hd.sr.CodedConcept = field(default_factory=_artificial_intelligence)
+    algorithm_source: str | None = None
+    algorithm_parameters: dict[str, str] | None = None
     content_creator: str = "BAMFHealth^AI"
     content_label: str = "SEGMENTATION"
     content_description: str | None = None
@@ -159,7 +162,8 @@ def _unknown_values(labels: np.ndarray, known: set[int]) -> list[int]:
 
 def _segment_descriptions(segments: Sequence[SegmentSpec], header: SegHeader) -> list[hd.seg.SegmentDescription]:
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=header.algorithm_name, family=header.algorithm_family, version=header.algorithm_version
+        name=header.algorithm_name, family=header.algorithm_family, version=header.algorithm_version,
+        source=header.algorithm_source, parameters=header.algorithm_parameters or None,
     )
     return [_segment_description(number, spec, algorithm) for number, spec in enumerate(segments, start=1)]
 
