@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 
+from aimi.errors import FetchError
 from aimi.models import load_model
 from aimi.weights import default_weights_dir, digest_problems, fetch, parse_digests, v1_folder, verify
 from aimi_testkit.testmodel import QualityTarget
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing := [entry.id for entry in model.manifest.weights if entry.id not in expected]:
         raise SystemExit(f"aimi-install-weights: refusing to bake weights the label would not name: no digest for "
                          f"{missing}; build with `make image-{args.model}`, which reads them from the Zenodo record")
-    for folder in fetch(model.manifest, weights_dir, progress=False):  # checked against the record and any pin
+    try:
+        folders = fetch(model.manifest, weights_dir, progress=False)  # checked against the record and any pin
+    except FetchError as error:  # one line that names the file and both digests, not a traceback in a build log
+        raise SystemExit(f"aimi-install-weights: {args.model}: {error}") from None
+    for folder in folders:
         print(f"weights: {folder}")
     for entry in model.manifest.weights:
         # The v1 originals were converted into the v2 folder (which keeps their provenance): not needed at run time.

@@ -29,8 +29,8 @@ MODELS = sorted(p.parent.name for p in REPO.glob("models/*/Dockerfile"))
 RUN_TIMEOUT_S = 900
 
 
-def _image(model: str) -> str:
-    return f"aimi/{model}:{TAG}"
+def _image(model: str, tag: str = TAG) -> str:
+    return f"aimi/{model}:{tag}"
 
 
 def _engine(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -43,8 +43,8 @@ def _require(image: str) -> str:
     return image
 
 
-def run_image(model: str, input_dir: Path, output_dir: Path, *args: str,
-              entrypoint: str | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_image(model: str, input_dir: Path, output_dir: Path, *args: str, entrypoint: str | None = None,
+              tag: str = TAG) -> tuple[subprocess.CompletedProcess[str], dict]:
     """The image on the two MHub paths, input read-only, no network; returns the process and run-report.json."""
     input_dir.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def run_image(model: str, input_dir: Path, output_dir: Path, *args: str,
                "-v", f"{input_dir}:/app/data/input_data:ro", "-v", f"{output_dir}:/app/data/output_data"]
     if entrypoint:
         command += ["--entrypoint", entrypoint]
-    done = _engine(*command, _require(_image(model)), *args)
+    done = _engine(*command, _require(_image(model, tag)), *args)
     report_path = output_dir / "run-report.json"
     assert report_path.is_file(), f"no run-report.json (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return done, json.loads(report_path.read_text())
