@@ -226,3 +226,26 @@ def test_a_channel_mapping_unlike_the_models_dataset_json_stops_the_run_before_a
     context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
     with pytest.raises(ConfigError, match=r"maps T1, FLAIR but kidney's dataset.json names CT \(missing: CT\)"):
         NNUnetRunner(Settings(weights="kidney", device="cpu", channels={"T1": "t1", "FLAIR": "flair"}), context)
+
+
+def test_a_model_whose_labels_differ_from_the_workflows_stops_the_run_before_any_case(
+        zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+    """Another release of the model (here: one class fewer than the workflow reads) is refused naming its labels."""
+    zenodo.files[FILE] = archive
+    model = manifest(tmp_path)
+    fetch(model, tmp_path / "w", progress=False)
+    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+    assert NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[3, 1, 2]), context).loads == 1
+    with pytest.raises(ConfigError, match=r"reads labels 1, 2, 3, 4 of kidney, but its dataset.json has 1 kidney, "
+                                          r"2 tumor, 3 cyst; is this the release the manifest names\?"):
+        NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[1, 2, 3, 4]), context)
+
+
+def test_a_region_trained_model_is_checked_by_the_values_it_writes() -> None:
+    """nnU-Net's region training (BraTS as nnU-Net v2 ships it): labels map to lists, the output follows
+    regions_class_order."""
+    from aimi.inference.nnunet_runner import _output_values
+
+    dataset = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+               "regions_class_order": [1, 2, 3]}
+    assert _output_values(dataset) == {1: "whole tumor", 2: "tumor core", 3: "enhancing tumor"}

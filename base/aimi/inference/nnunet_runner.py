@@ -39,6 +39,7 @@ class Settings:
     tta: bool = True  # test-time mirroring, as the paper; --no-tta
     step_size: float = 0.5  # sliding-window tile step, a fraction of a patch; --step-size
     checkpoint: str = "checkpoint_final.pth"  # or checkpoint_best.pth, as some releases ship
+    labels: list[int] = field(default_factory=list)  # the values the later steps read; checked against dataset.json
 
     def __post_init__(self) -> None:
         if self.checkpoint not in CHECKPOINT_NAMES:
@@ -103,7 +104,18 @@ class _Model:
         dataset = json.loads((folder / "dataset.json").read_text())
         names = dataset.get("channel_names") or dataset.get("modality") or {}
         self.channel_names = [names[k] for k in sorted(names, key=int)]
+        self.label_values = _output_values(dataset)
         self.predictor: Any = None
+
+
+def _output_values(dataset: dict[str, Any]) -> dict[int, str]:
+    """The values the model writes, background aside, with their dataset.json names. A region-trained model
+    (labels mapped to lists of classes) writes `regions_class_order`."""
+    labels = dataset.get("labels") or {}
+    if any(isinstance(value, list) for value in labels.values()):
+        regions = [name for name, value in labels.items() if isinstance(value, list)]
+        return dict(zip((int(v) for v in dataset.get("regions_class_order", [])), regions, strict=False))
+    return {int(value): name for name, value in labels.items() if int(value) != 0}
 
 
 class NNUnetRunner(Module):
@@ -128,6 +140,7 @@ class NNUnetRunner(Module):
         self.model = _Model(entry.id, _checked(folder), folds_in(folder, settings.folds, settings.checkpoint))
         self.loads = 0
         self._check_channels()
+        self._check_labels()
         self._preflight()
 
     def _check_channels(self) -> None:
@@ -139,6 +152,16 @@ class NNUnetRunner(Module):
         if mapping and (missing := [n for n in names if n not in mapping]):
             raise ConfigError(f"NNUnetRunner.channels maps {', '.join(mapping)} but {self.model.weights_id}'s "
                               f"dataset.json names {', '.join(names)} (missing: {', '.join(missing)})")
+
+    def _check_labels(self) -> None:
+        """The values the model writes (its dataset.json) against those the workflow's later steps read: another
+        release of a model (other classes, other order) stops the run here, not as empty SEGs."""
+        expected, found = sorted(self.settings.labels), self.model.label_values
+        if expected and expected != sorted(found):
+            named = ", ".join(f"{value} {name}" for value, name in sorted(found.items())) or "none"
+            raise ConfigError(f"NNUnetRunner.labels: the workflow reads labels {', '.join(map(str, expected))} of "
+                              f"{self.model.weights_id}, but its dataset.json has {named}; is this the release "
+                              "the manifest names?")
 
     def _preflight(self) -> None:
         """Load the model before the first case, so that a broken weights file stops the run (exit 2) naming it,
