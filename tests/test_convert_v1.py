@@ -326,11 +326,12 @@ def test_fetch_converts_v1_weights_once(v1_reference, tmp_path, monkeypatch):
     assert (record["file"], record["sha256"]) == (entry.file, "cd" * 32)
 
 
+@pytest.mark.parametrize("folds", ["numbered", "fold_all"])
 def test_a_v1_release_as_mhub_ships_it_is_checked_unpacked_converted_and_loaded(v1_reference, tmp_path,
-                                                                                monkeypatch):
+                                                                                monkeypatch, folds):
     """BAMF's v1 zips (MHub's kidney and prostate) start at the configuration, `3d_fullres/<task>/<trainer>__<plans>/`,
     with no `nnUNet/` folder above: served by a Zenodo stand-in, fetch checks them against the record, unpacks,
-    converts, and NNUnetRunner loads every fold."""
+    converts, and NNUnetRunner loads every fold - or v1's single `fold_all` model."""
     from aimi.core.context import RunContext, RunOptions
     from aimi.inference.nnunet_runner import NNUnetRunner, Settings
     from tests.support.zenodo import serving
@@ -339,7 +340,12 @@ def test_a_v1_release_as_mhub_ships_it_is_checked_unpacked_converted_and_loaded(
     source = v1_model(v1_reference, CT)
     with zipfile.ZipFile(release, "w") as zf:
         for item in sorted(p for p in source.rglob("*") if p.is_file()):
-            zf.write(item, f"3d_fullres/{CT}/nnUNetTrainerV2__nnUNetPlansv2.1/{item.relative_to(source)}")
+            inside = item.relative_to(source).as_posix()
+            if folds == "fold_all" and inside.startswith("fold_"):
+                if not inside.startswith("fold_0/"):
+                    continue
+                inside = inside.replace("fold_0/", "fold_all/", 1)
+            zf.write(item, f"3d_fullres/{CT}/nnUNetTrainerV2__nnUNetPlansv2.1/{inside}")
     (tmp_path / "manifest.toml").write_text(f"""
 [model]
 name = "test_model"
@@ -366,14 +372,15 @@ plans = "nnUNetPlansv2.1"
         monkeypatch.setenv("AIMI_ZENODO_URL", zenodo.url)
         [folder] = fetch(manifest, tmp_path / "weights", progress=False)
 
+    expected_folds = FOLDS if folds == "numbered" else ("all",)
     assert sorted(p.relative_to(folder).as_posix() for p in folder.glob("fold_*/*.pth")) == [
-        f"fold_{fold}/checkpoint_final.pth" for fold in FOLDS]
+        f"fold_{fold}/checkpoint_final.pth" for fold in expected_folds]
     record = json.loads((folder / PROVENANCE_FILE).read_text())
     assert (record["record"], record["md5"]) == ("901", hashlib.md5(release.read_bytes()).hexdigest())
     assert record["converter"].startswith("nnU-Net v1 to v2 by aimi ")
     context = RunContext("test_model", tmp_path, manifest, tmp_path / "weights", tmp_path / "out", RunOptions())
     runner = NNUnetRunner(Settings(device="cpu"), context)
-    assert runner.model.folder == folder and runner.model.folds == FOLDS and runner.loads == 1
+    assert runner.model.folder == folder and runner.model.folds == expected_folds and runner.loads == 1
 
 
 @pytest.mark.slow

@@ -136,12 +136,18 @@ def read_v1_plans(src: Path) -> dict[str, Any]:
     return plans
 
 
-def v1_folds(src: Path) -> dict[int, Path]:
-    """The final checkpoint of every `fold_<k>` in `src`, by fold; nnU-Net v1's 'fold_all' is not supported."""
-    found = {int(p.parent.name.removeprefix("fold_")): p for p in Path(src).glob(f"fold_[0-9]*/{V1_CHECKPOINT}")}
-    if not found:
-        raise ConversionError(f"{src} has no fold_<k>/{V1_CHECKPOINT}")
-    return dict(sorted(found.items()))
+def v1_folds(src: Path) -> dict[int | str, Path]:
+    """The final checkpoint of every `fold_<k>` in `src`, by fold, or of v1's `fold_all` (one model trained on every
+    case) where a release ships only that."""
+    found = {p.parent.name.removeprefix("fold_"): p for p in Path(src).glob(f"fold_*/{V1_CHECKPOINT}")}
+    numbered = {int(fold): path for fold, path in found.items() if fold.isdigit()}
+    if numbered:
+        return dict(sorted(numbered.items()))
+    if "all" in found:
+        return {"all": found["all"]}
+    present = sorted(str(p.relative_to(src)) for p in Path(src).glob("fold_*/*.model")) or ["none"]
+    raise ConversionError(f"{src} has no fold_<k>/{V1_CHECKPOINT} nor fold_all/{V1_CHECKPOINT} "
+                          f"(checkpoints found: {', '.join(present)})")
 
 
 def _stage(plans: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +322,7 @@ def load_v1_weights(network: torch.nn.Module, v1_state: dict[str, torch.Tensor],
 
 
 def _convert_fold(checkpoint: Path, out: Path, plans: dict[str, Any], dataset_json: dict[str, Any],
-                  fold: int) -> None:
+                  fold: int | str) -> None:
     """One fold: v1 weights into the network nnunetv2 builds from the converted plans, saved as the predictor reads."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
