@@ -218,27 +218,26 @@ def test_a_release_with_fold_all_and_checkpoint_best_under_a_nested_folder_loads
     assert runner.model.folds == ("all",) and runner.loads == 1
 
 
-def test_a_channel_mapping_unlike_the_models_dataset_json_stops_the_run_before_any_case(
-        zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+@pytest.fixture
+def fetched(zenodo: Zenodo, archive: bytes, tmp_path: Path) -> RunContext:
+    """A run context whose weights folder holds the kidney test model, fetched from the stand-in."""
     zenodo.files[FILE] = archive
     model = manifest(tmp_path)
     fetch(model, tmp_path / "w", progress=False)
-    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+    return RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
+
+
+def test_a_channel_mapping_unlike_the_models_dataset_json_stops_the_run_before_any_case(fetched: RunContext) -> None:
     with pytest.raises(ConfigError, match=r"maps T1, FLAIR but kidney's dataset.json names CT \(missing: CT\)"):
-        NNUnetRunner(Settings(weights="kidney", device="cpu", channels={"T1": "t1", "FLAIR": "flair"}), context)
+        NNUnetRunner(Settings(weights="kidney", device="cpu", channels={"T1": "t1", "FLAIR": "flair"}), fetched)
 
 
-def test_a_model_whose_labels_differ_from_the_workflows_stops_the_run_before_any_case(
-        zenodo: Zenodo, archive: bytes, tmp_path: Path) -> None:
+def test_a_model_whose_labels_differ_from_the_workflows_stops_the_run_before_any_case(fetched: RunContext) -> None:
     """Another release of the model (here: one class fewer than the workflow reads) is refused naming its labels."""
-    zenodo.files[FILE] = archive
-    model = manifest(tmp_path)
-    fetch(model, tmp_path / "w", progress=False)
-    context = RunContext("test_model", tmp_path, model, tmp_path / "w", tmp_path / "out", RunOptions())
-    assert NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[3, 1, 2]), context).loads == 1
+    assert NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[3, 1, 2]), fetched).loads == 1
     with pytest.raises(ConfigError, match=r"reads labels 1, 2, 3, 4 of kidney, but its dataset.json has 1 kidney, "
                                           r"2 tumor, 3 cyst; is this the release the manifest names\?"):
-        NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[1, 2, 3, 4]), context)
+        NNUnetRunner(Settings(weights="kidney", device="cpu", labels=[1, 2, 3, 4]), fetched)
 
 
 def test_a_region_trained_model_is_checked_by_the_values_it_writes() -> None:
