@@ -115,10 +115,11 @@ def test_seg_header_and_segments_follow_the_model_table(three_series_run):
     assert "aimi-testmodel" in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
 
 
-def test_real_phantom_ct_runs_end_to_end(shared_data: Path, kidney_weights: Path, tmp_path: Path):
+@pytest.mark.parametrize("workflow", ["default", "as-published"])
+def test_real_phantom_ct_runs_end_to_end(workflow: str, shared_data: Path, kidney_weights: Path, tmp_path: Path):
     source = shared_data / "ct-head-phantom-dcmqa-dicom"
-    status, report = run(source, tmp_path, kidney_weights)
-    assert status == 0
+    status, report = run(source, tmp_path, kidney_weights, "--workflow", workflow)
+    assert status == 0 and report["model"]["workflow"] == f"config/{workflow}.yml"
     [case] = report["cases"]
     seg_path = tmp_path / case["id"] / f"{MODEL}.seg.dcm"
     assert dciodvfy_errors(seg_path) == []

@@ -1,8 +1,12 @@
 """Workflow YAML in MHub's shape (`general`, `execute`, `modules`), validated before anything runs.
 
     general: {description: ..., version: ...}
-    execute: [DicomImporter, NiftiConverter, {module: KeepLargestComponents, count: 2}, ...]
+    execute: [DicomImporter, NiftiConverter, {module: KeepLargestComponents, count: 2, origin: "paper: ..."}, ...]
     modules: {NNUnetRunner: {weights: kidney}, ...}
+    extends: default.yml   # a variant: the named workflow's modules settings, its own execute (and overrides)
+
+A step's `origin:` says where the step comes from - `paper: <section/table>`, `authors: <repository/file>` or
+`project: <why>` - and `aimi models --graph` prints it.
 
 A step's own keys override `modules.<Name>`; run options (`--device`, ...) override the same-named setting of every
 step that has it; `--set Name.key=value` overrides them all. A step's `inputs:` and `outputs:` wire its ports to
@@ -22,7 +26,8 @@ from aimi.core.module import Module, SourceModule, build_settings, setting_names
 from aimi.core.ports import Kind, StepPorts, Wiring, check_wiring, parse_wiring
 from aimi.errors import ConfigError
 
-TOP_LEVEL_KEYS = ("general", "execute", "modules")
+TOP_LEVEL_KEYS = ("general", "execute", "modules", "extends")
+ORIGINS = ("paper", "authors", "project")
 GENERAL_KEYS = ("description", "version")
 
 
@@ -32,6 +37,7 @@ class Step:
     module: type[Module]
     settings: Any
     wiring: Wiring = field(default_factory=Wiring)
+    origin: str = ""  # where the step comes from: "paper: ...", "authors: ..." or "project: ..."
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def describe_wiring(workflow: Workflow) -> str:
     artifact it writes, with the artifact's kind (`aimi models --graph`)."""
     lines = [f"{workflow.path}: {len(workflow.steps)} steps"]
     for step in workflow.steps:
-        lines.append(step.label)
+        lines.append(f"{step.label}  [{step.origin}]" if step.origin else step.label)
         for port, name in step.wiring.inputs.items():
             kind = workflow.artifacts.get(name, "not written: optional, unused")
             lines.append(f"    in   {port:16} <- {name} ({kind})")
@@ -77,15 +83,7 @@ def load_workflow(
     option_settings: Mapping[str, Any] | None = None,
 ) -> Workflow:
     """Read and validate a workflow; every error names the file, the key and the valid choices."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read workflow: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a workflow is a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
-    _only_keys(raw, TOP_LEVEL_KEYS, f"{path}")
+    raw = _read(path)
     general = raw.get("general") or {}
     _only_keys(general, GENERAL_KEYS, f"{path}: general")
     module_settings = raw.get("modules") or {}
@@ -102,8 +100,34 @@ def load_workflow(
     wirings, artifacts = check_wiring(path, [
         StepPorts(f"execute[{index}]", step.label, step.module.inputs, step.module.outputs, step.wiring)
         for index, step in enumerate(steps)])
-    steps = tuple(Step(s.label, s.module, s.settings, wiring) for s, wiring in zip(steps, wirings, strict=True))
+    steps = tuple(Step(s.label, s.module, s.settings, wiring, s.origin) for s, wiring in zip(steps, wirings,
+                                                                                               strict=True))
     return Workflow(path, str(general.get("description", "")), str(general.get("version", "")), steps, artifacts)
+
+
+def _read(path: Path, extended_by: Path | None = None) -> dict[str, Any]:
+    """The workflow's mapping; with `extends:`, the named workflow's (same folder) under it: `modules` merged per
+    module, `general` and `execute` the variant's own where it has them."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        prefix = f"{extended_by}: extends: " if extended_by else ""
+        raise ConfigError(f"{prefix}{path}: cannot read workflow: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a workflow is a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    _only_keys(raw, TOP_LEVEL_KEYS, f"{path}")
+    if "extends" not in raw:
+        return raw
+    base_name = raw.pop("extends")
+    if not isinstance(base_name, str) or "/" in base_name or base_name == path.name:
+        raise ConfigError(f"{path}: extends: the file name of another workflow in {path.parent}, got {base_name!r}")
+    base = _read(path.parent / base_name, extended_by=path)
+    modules = dict(base.get("modules") or {})
+    for name, own in (raw.get("modules") or {}).items():
+        modules[name] = {**(modules.get(name) or {}), **(own or {})}
+    return {**base, **raw, "modules": modules}
 
 
 def _steps(
@@ -124,6 +148,10 @@ def _steps(
         name = own.pop("module", None)
         if not isinstance(name, str):
             raise ConfigError(f"{where}: a step is a module name or a mapping with a 'module' key")
+        origin = own.pop("origin", "")
+        if origin and (not isinstance(origin, str) or origin.partition(":")[0] not in ORIGINS):
+            raise ConfigError(f"{where} ({name}): origin {origin!r} must start with one of "
+                              f"{', '.join(f'{o}:' for o in ORIGINS)}")
         module = _known_module(name, registry, where)
         wiring = Wiring(parse_wiring(own.pop("inputs", None), module.inputs, "inputs", f"{where} ({name})"),
                         parse_wiring(own.pop("outputs", None), module.outputs, "outputs", f"{where} ({name})"))
@@ -131,7 +159,7 @@ def _steps(
         merged = {**(module_settings.get(name) or {}), **own, **options, **overrides.get(name, {})}
         unused.discard(name)
         label = name if sum(1 for s in steps if s.module is module) == 0 else f"{name}#{index}"
-        steps.append(Step(label, module, build_settings(module, merged, f"{where} ({name})"), wiring))
+        steps.append(Step(label, module, build_settings(module, merged, f"{where} ({name})"), wiring, origin))
     if unused:
         raise ConfigError(f"--set names {', '.join(sorted(unused))}, which this workflow does not execute")
     return tuple(steps)
