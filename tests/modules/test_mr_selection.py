@@ -74,42 +74,60 @@ def test_prostate_accepts_a_t2_named_otherwise_by_its_spin_echo_timing(tmp_path:
     assert case.series["t2"].description == "AX FSE PROSTATE"
 
 
-@pytest.fixture
-def breast_study(tmp_path: Path) -> Path:
-    root, study = tmp_path / "in", StudyInfo.new("BREAST")
+def write_breast_study(root: Path, contrast_tag: bool) -> None:
+    """A DCE study: pre-contrast, three post-contrast phases, a subtraction, a MIP and a T2; the post-contrast
+    phases carry ContrastBolusAgent, or - as many exports - nothing tells them from the pre-contrast phase."""
+    study, post = StudyInfo.new("BREAST"), {} if contrast_tag else {"ContrastBolusAgent": None}
     write(root, study, "t1_fl3d_tra_dyn_pre", 1, sequence="T1", AcquisitionTime="101000")
     for phase in (1, 2, 3):
         write(root, study, f"t1_fl3d_tra_dyn_post{phase}", 1 + phase, sequence="T1C",
-              AcquisitionTime=f"10{phase + 1}000")
+              AcquisitionTime=f"10{phase + 1}000", **post)
     write(root, study, "t1_fl3d_tra_dyn_SUB1", 5, sequence="T1C", AcquisitionTime="102000",
           image_type=("DERIVED", "SECONDARY", "SUBTRACTION"))
     write(root, study, "t1_fl3d_tra_dyn_MIP", 6, sequence="T1C", AcquisitionTime="102000",
           image_type=("DERIVED", "SECONDARY", "MIP"))
     write(root, study, "t2_tse_tra", 7)
-    return root
 
 
-def test_breast_takes_the_first_post_contrast_phase_and_explains_the_rest(breast_study: Path, tmp_path: Path):
-    discovery = importer("bamf_nnunet_mr_breast", tmp_path).discover(breast_study)
+@pytest.mark.parametrize(("contrast_tag", "rule"), [
+    (True, "first post-contrast phase: the first by AcquisitionTime, SeriesNumber with ContrastBolusAgent"),
+    (False, "first post-contrast phase: the 2nd of 4 phases by AcquisitionTime, SeriesNumber (no series of the "
+            "study has ContrastBolusAgent; the first is taken as pre-contrast)"),
+])
+def test_breast_takes_the_first_post_contrast_phase_and_explains_the_rest(contrast_tag: bool, rule: str,
+                                                                          tmp_path: Path):
+    write_breast_study(tmp_path / "in", contrast_tag)
+    discovery = importer("bamf_nnunet_mr_breast", tmp_path).discover(tmp_path / "in")
     [case] = discovery.cases
     assert case.series["t1_dce"].description == "t1_fl3d_tra_dyn_post1"
     seen = reasons(discovery.series)
     first_uid = case.series["t1_dce"].series_uid
-    assert seen["t1_fl3d_tra_dyn_pre"] == ("skipped", "ContrastBolusAgent is missing")
-    for later in ("post2", "post3"):
-        assert seen[f"t1_fl3d_tra_dyn_{later}"] == (
-            "skipped", f"not the first of its study by AcquisitionTime, SeriesNumber: series {first_uid} was taken")
+    assert seen["t1_fl3d_tra_dyn_post1"] == ("selected", rule)
+    for other in ("pre", "post2", "post3"):
+        assert seen[f"t1_fl3d_tra_dyn_{other}"] == ("skipped", "not the first post contrast series of its study by "
+                                                               f"AcquisitionTime, SeriesNumber: series {first_uid} "
+                                                               "was taken")
     assert seen["t1_fl3d_tra_dyn_SUB1"] == ("skipped", "ImageType 'DERIVED\\SECONDARY\\SUBTRACTION' does not "
                                                         "contain 'ORIGINAL'")
     assert seen["t1_fl3d_tra_dyn_MIP"][0] == "skipped" and "ORIGINAL" in seen["t1_fl3d_tra_dyn_MIP"][1]
     assert seen["t2_tse_tra"][0] == "skipped"
 
 
-def test_breast_can_be_switched_to_the_pre_contrast_phase(breast_study: Path, tmp_path: Path):
-    model = load_model("bamf_nnunet_mr_breast")
-    rules = load_workflow(model.workflow_path("default"), registry()).steps[0].settings.roles["t1_dce"]
-    pre = [r if r.get("attribute") != "ContrastBolusAgent" else {"attribute": "ContrastBolusAgent", "present": False}
-           for r in rules]
-    discovery = importer("bamf_nnunet_mr_breast", tmp_path, roles={"t1_dce": pre}).discover(breast_study)
+def test_breast_can_be_switched_to_the_pre_contrast_phase(tmp_path: Path):
+    write_breast_study(tmp_path / "in", contrast_tag=True)
+    discovery = importer("bamf_nnunet_mr_breast", tmp_path, phase="pre_contrast").discover(tmp_path / "in")
     [case] = discovery.cases
     assert case.series["t1_dce"].description == "t1_fl3d_tra_dyn_pre"
+    assert reasons(discovery.series)["t1_fl3d_tra_dyn_pre"][1] == (
+        "pre-contrast phase: the first by AcquisitionTime, SeriesNumber without ContrastBolusAgent")
+
+
+def test_one_untagged_phase_is_skipped_saying_why(tmp_path: Path):
+    write(tmp_path / "in", StudyInfo.new("ONE"), "t1_fl3d_tra_dyn", 1, sequence="T1C", ContrastBolusAgent=None)
+    discovery = importer("bamf_nnunet_mr_breast", tmp_path).discover(tmp_path / "in")
+    assert discovery.cases == []
+    assert reasons(discovery.series)["t1_fl3d_tra_dyn"] == ("skipped", (
+        "one phase and no ContrastBolusAgent: pre- and post-contrast cannot be told apart; set DicomImporter.phase: "
+        "first to take it"))
+
+

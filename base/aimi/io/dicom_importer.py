@@ -23,6 +23,10 @@ from aimi.dicom.selection import Rule, as_number, first_failure, parse_rules
 from aimi.errors import one_line
 
 CASE_KINDS = ("series", "study")
+#: Which of a study's selected series (ordered by `first_per_study_by`) a series case takes: the first; the first
+#: post-contrast phase (ContrastBolusAgent set; where no series of the study sets it, the second in time, the first
+#: being the pre-contrast phase); or the pre-contrast phase (the first without ContrastBolusAgent).
+PHASES = ("first", "first_post_contrast", "pre_contrast")
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,13 @@ class Settings:
     # series cases: keep only the first selected series of each study, ordered by these attributes
     # (breast: the first post-contrast phase by AcquisitionTime); empty keeps every selected series
     first_per_study_by: list[str] = field(default_factory=list)
+    phase: str = "first"  # with first_per_study_by: which series of the ordered study (PHASES)
 
     def __post_init__(self) -> None:
         if self.case not in CASE_KINDS:
             raise ValueError(f"case: {self.case!r} is not one of {', '.join(CASE_KINDS)}")
+        if self.phase not in PHASES:
+            raise ValueError(f"phase: {self.phase!r} is not one of {', '.join(PHASES)}")
         if not self.roles:
             raise ValueError("roles: give at least one role with its selection rules, e.g. {ct: [...]}")
         if self.case == "series" and len(self.roles) != 1:
@@ -70,7 +77,7 @@ class DicomImporter(SourceModule):
                 candidates.append(candidate)
         if self.settings.case == "series":
             if self.settings.first_per_study_by:
-                candidates = _first_per_study(candidates, self.settings.first_per_study_by)
+                candidates = _one_per_study(candidates, self.settings.first_per_study_by, self.settings.phase)
             cases = [Case(c.series.series_uid, {c.roles[0]: c.series}) for c in candidates]
             return Discovery(cases, records, ignored)
         cases, failures = self._study_cases(candidates, records)
@@ -149,8 +156,9 @@ class DicomImporter(SourceModule):
         return cases, failures
 
 
-def _first_per_study(candidates: list[Candidate], order_by: list[str]) -> list[Candidate]:
-    """The earliest selected series of each study; the others are recorded as skipped, naming the one taken."""
+def _one_per_study(candidates: list[Candidate], order_by: list[str], phase: str) -> list[Candidate]:
+    """One selected series of each study, the `phase` of them in `order_by` order; the others are recorded as
+    skipped, naming the one taken, and the one taken says by which rule."""
     def key(candidate: Candidate) -> tuple[Any, ...]:
         header = candidate.series.headers[0]
         return (*(_sortable(header.get(attribute)) for attribute in order_by), candidate.series.series_uid)
@@ -159,13 +167,42 @@ def _first_per_study(candidates: list[Candidate], order_by: list[str]) -> list[C
     for candidate in candidates:
         by_study[candidate.series.study_uid].append(candidate)
     chosen = []
+    order = ", ".join(order_by)
     for members in by_study.values():
-        first, *later = sorted(members, key=key)
-        chosen.append(first)
-        for candidate in later:
-            candidate.record.update(status="skipped", reason=(
-                f"not the first of its study by {', '.join(order_by)}: series {first.series.series_uid} was taken"))
+        ordered = sorted(members, key=key)
+        taken, rule = _phase(ordered, phase, order)
+        if taken is None:
+            for candidate in ordered:
+                candidate.record.update(status="skipped", reason=rule)
+            continue
+        chosen.append(taken)
+        if phase != "first":
+            taken.record["reason"] = rule
+        for candidate in ordered:
+            if candidate is not taken:
+                candidate.record.update(status="skipped", reason=(
+                    f"not the {phase.replace('_', ' ')} series of its study by {order}: series "
+                    f"{taken.series.series_uid} was taken"))
     return sorted(chosen, key=lambda c: c.series.series_uid)
+
+
+def _phase(ordered: list[Candidate], phase: str, order: str) -> tuple[Candidate | None, str]:
+    """The series of one study's ordered candidates that `phase` names, and the rule that named it."""
+    if phase == "first":
+        return ordered[0], ""
+    contrast = [c for c in ordered if str(c.series.headers[0].get("ContrastBolusAgent") or "").strip()]
+    if phase == "pre_contrast":
+        plain = [c for c in ordered if c not in contrast]
+        if plain:
+            return plain[0], f"pre-contrast phase: the first by {order} without ContrastBolusAgent"
+        return None, "no pre-contrast phase: every series of the study has ContrastBolusAgent"
+    if contrast:
+        return contrast[0], f"first post-contrast phase: the first by {order} with ContrastBolusAgent"
+    if len(ordered) >= 2:
+        return ordered[1], (f"first post-contrast phase: the 2nd of {len(ordered)} phases by {order} (no series of "
+                            "the study has ContrastBolusAgent; the first is taken as pre-contrast)")
+    return None, ("one phase and no ContrastBolusAgent: pre- and post-contrast cannot be told apart; set "
+                  "DicomImporter.phase: first to take it")
 
 
 def _sortable(value: Any) -> tuple[int, float, str]:
