@@ -28,14 +28,21 @@ import SimpleITK as sitk
 from aimi.labelmaps import dice
 from aimi_testkit.synthetic import voxel_centres
 from aimi_testkit.synthetic_brain import ED, ET, NCR, ROLES, BrainStudy, write_brain_study
-from tests.support.chains import decoded_labels, run_chain, segment_codes
+from tests.support.chains import (
+    assert_viewers_read_it,
+    decoded_labels,
+    run_chain,
+    segment_codes,
+    segment_colours,
+    table_colours,
+)
 from tests.support.validators import dciodvfy_errors
 
 pytestmark = pytest.mark.slow
 
 MODEL = "bamf_nnunet_mr_brain"
 ALTERED = "49755003"
-SEGMENTS = {NCR: ("Necrosis / non-enhancing tumor core", "6574001", ALTERED), ED: ("Edema", "79654002", ALTERED),
+SEGMENTS = {NCR: ("Necrosis", "6574001", ALTERED), ED: ("Edema", "79654002", ALTERED),
             ET: ("Enhancing Tumor", "C113842", ALTERED)}
 #: How far the segmented tumour's centre may lie from the true one: the 2 mm atlas grid, plus half the series'
 #: coarsest voxel edge (the 5 mm slices of the T1 series), for the labels' round trip through it.
@@ -61,7 +68,8 @@ def brain_run(head: sitk.Image, weights_for: Callable[[str], Path],
     return study, status, report, root / "out"
 
 
-def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, int, dict[str, Any], Path]):
+def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, int, dict[str, Any], Path],
+                                                 tmp_path: Path):
     study, status, report, out = brain_run
     assert status == 0, report["cases"]
     [case] = report["cases"]
@@ -71,7 +79,9 @@ def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, in
         assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [study.series_uids[role]], role
         assert seg.FrameOfReferenceUID == pydicom.dcmread(study.files[role][0]).FrameOfReferenceUID
         assert segment_codes(seg_path) == SEGMENTS, role
+        assert segment_colours(seg_path) == table_colours(MODEL), role
         assert dciodvfy_errors(seg_path) == [], role
+        assert_viewers_read_it(seg_path, MODEL, tmp_path / role)
     assert case["id"] == pydicom.dcmread(study.files["t1c"][0]).StudyInstanceUID
 
 

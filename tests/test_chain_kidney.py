@@ -14,7 +14,15 @@ from aimi.models import load_model
 from aimi_testkit.phantoms import write_phantom_series
 from aimi_testkit.synthetic import StudyInfo, corrupt_pixel_data, write_non_dicom, write_sr, write_truncated_copy
 from aimi_testkit.testmodel_cli import spec_for
-from tests.support.chains import decoded_labels, exported_labels, run_chain, sorted_by_position
+from tests.support.chains import (
+    assert_viewers_read_it,
+    decoded_labels,
+    exported_labels,
+    run_chain,
+    segment_colours,
+    sorted_by_position,
+    table_colours,
+)
 from tests.support.validators import dciodvfy_errors
 
 MODEL = "bamf_nnunet_ct_kidney"
@@ -77,7 +85,8 @@ def test_three_series_in_one_run_build_the_predictor_once(three_series_run):
                                  "keep_empty_frames": False, "fail_fast": False}
 
 
-def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_series, three_series_run):
+def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_series, three_series_run,
+                                                                        tmp_path: Path):
     _, report, output, _ = three_series_run
     _, truth = three_series
     for case in report["cases"]:
@@ -89,13 +98,14 @@ def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_se
         np.testing.assert_array_equal(labels, exported_labels(seg_path))
         assert labels.shape == true_labels.shape  # one frame per source slice (how well the tiny model segments is
         # tests/test_testmodel.py's subject; geometry through dcm2niix, exactly: tests/modules/test_seg_geometry.py)
+        assert_viewers_read_it(seg_path, MODEL, tmp_path / case["id"])
 
 
 def test_seg_header_and_segments_follow_the_model_table(three_series_run):
     _, report, output, _ = three_series_run
     case = report["cases"][0]
     seg = pydicom.dcmread(output / case["id"] / f"{MODEL}.seg.dcm")
-    assert seg.SeriesDescription == "AIMI Kidney Segmentation"
+    assert (seg.SeriesDescription, seg.SeriesNumber) == ("AIMI Kidney Segmentation", 300)  # as the authors' SEGs
     assert seg.BodyPartExamined == "KIDNEY"
     assert seg.ContentCreatorName == "BAMFHealth^AI"
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == case["id"]
@@ -113,6 +123,7 @@ def test_seg_header_and_segments_follow_the_model_table(three_series_run):
     assert kidney.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "51440002"
     assert seg.SegmentSequence[1].AnatomicRegionSequence[0].CodeValue == "64033007"
     assert "aimi-testmodel" in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
+    assert segment_colours(output / case["id"] / f"{MODEL}.seg.dcm") == table_colours(MODEL)
 
 
 @pytest.mark.parametrize("workflow", ["default", "as-published"])

@@ -19,7 +19,15 @@ import SimpleITK as sitk
 
 from aimi_testkit.phantoms import write_phantom_series
 from aimi_testkit.synthetic import GridSpec, StudyInfo, grid_from_image, write_series
-from tests.support.chains import decoded_labels, exported_labels, run_chain, segment_codes
+from tests.support.chains import (
+    assert_viewers_read_it,
+    decoded_labels,
+    exported_labels,
+    run_chain,
+    segment_codes,
+    segment_colours,
+    table_colours,
+)
 from tests.support.validators import dciodvfy_errors
 
 
@@ -64,9 +72,11 @@ def test_chain_writes_a_valid_seg_equal_to_its_label_map(name: str, weights_for:
     seg_path = tmp_path / "out" / case["id"] / f"{task.model}.seg.dcm"
     assert dciodvfy_errors(seg_path) == []
     assert segment_codes(seg_path) == task.segments
+    assert segment_colours(seg_path) == table_colours(task.model)
     labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
     assert labels.shape == truth.shape
+    assert_viewers_read_it(seg_path, task.model, tmp_path / "dcmqi")
 
 
 def real_ct_as_dicom(nifti: Path, out: Path, crop: tuple[slice, slice, slice] | None = None) -> list[Path]:
@@ -95,6 +105,7 @@ def test_ct_chain_runs_on_real_anatomy(name: str, nifti: str, crop, shared_data:
     labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
     assert labels.shape == (len(files), *sitk.ReadImage(str(files[0])).GetSize()[1::-1])
+    assert_viewers_read_it(seg_path, task.model, tmp_path / "dcmqi")
 
 
 def test_breast_runs_both_models_once_each(weights_for: Callable[[str], Path], tmp_path: Path):

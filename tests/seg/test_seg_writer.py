@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from highdicom.color import CIELabColor
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -412,3 +413,24 @@ def test_atomic_write_failure_keeps_the_old_file_and_removes_the_temporary(tmp_p
         write_dataset_atomically(broken, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.seg.dcm"]
+
+
+@pytest.mark.parametrize("rgb", [[255, 0], [0, 0, 256], [0.5, 0, 0], "red", [True, 0, 0]])
+def test_a_segment_colour_that_is_not_three_bytes_is_refused_naming_it(rgb: object) -> None:
+    table = [dict(KIDNEY_TABLE[0], rgb=rgb)]
+    with pytest.raises(ValueError, match=r"segments\[0\]\.rgb: must be \[red, green, blue\], three integers 0-255"):
+        parse_segments(table, "segments")
+
+
+def test_colour_and_description_reach_the_segment(tmp_path: Path) -> None:
+    """What 3D Slicer (dcmqi) and OHIF colour a segment with, and the description the published SEGs carry."""
+    datasets = read_headers(CT_HEAD)
+    [spec] = parse_segments([dict(KIDNEY_TABLE[0], rgb=[212, 126, 151], description="kidney")], "segments")
+    labels = np.zeros((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.uint8)
+    labels[2:5, 10:20, 10:20] = 1
+    path = tmp_path / "seg.dcm"
+    write_dataset_atomically(build_seg(labels, datasets, [spec], HEADER), path)
+    [item] = pydicom.dcmread(path, stop_before_pixels=True).SegmentSequence
+    assert tuple(CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()) == (212, 126, 151)
+    assert item.SegmentDescription == "kidney"
+    assert dciodvfy_errors(path) == []

@@ -8,9 +8,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from highdicom.color import CIELabColor
 
 from aimi.cli import main
+from aimi.core.workflow import load_workflow
+from aimi.io.dseg_converter import DsegConverter
+from aimi.models import load_model
+from aimi.registry import registry
+from aimi.seg.segments import SegmentSpec
 from aimi_testkit.seg_reader import read_seg_masks
+from tests.support.readers import dcmqi_labels
 
 
 def run_chain(model: str, input_dir: Path, output_dir: Path, weights: Path, *extra: str) -> tuple[int, dict]:
@@ -40,9 +47,42 @@ def decoded_labels(seg_path: Path, source_files: list[Path], segments: dict[int,
     return labels
 
 
+def exported_image(seg_path: Path) -> sitk.Image:
+    """The label map the chain exported beside `seg_path`, on the source grid."""
+    return sitk.ReadImage(str(seg_path.with_name(seg_path.name.replace(".seg.dcm", ".labels.nrrd"))))
+
+
 def exported_labels(seg_path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(seg_path.with_name(
-        seg_path.name.replace(".seg.dcm", ".labels.nrrd")))))
+    return sitk.GetArrayFromImage(exported_image(seg_path))
+
+
+def assert_viewers_read_it(seg_path: Path, model: str, work: Path) -> None:
+    """3D Slicer's reader (dcmqi) decodes the SEG into the chain's label map, voxel for voxel, in the table's
+    colours."""
+    segments = _table(model)
+    labels, colours = dcmqi_labels(seg_path, exported_image(seg_path), {s.name: s.label for s in segments}, work)
+    np.testing.assert_array_equal(labels, exported_labels(seg_path))
+    present = set(np.unique(labels)) - {0}
+    assert colours == {s.label: s.rgb for s in segments if s.label in present}
+
+
+def segment_colours(seg_path: Path) -> dict[int, tuple[int, int, int]]:
+    """Segment number -> the RGB its RecommendedDisplayCIELabValue stands for, as a viewer reads it back."""
+    seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
+    return {int(s.SegmentNumber): tuple(CIELabColor.from_dicom_value(s.RecommendedDisplayCIELabValue).to_rgb())
+            for s in seg.SegmentSequence}
+
+
+def _table(model: str) -> list[SegmentSpec]:
+    """The segment table of the model's default workflow (its DsegConverter)."""
+    chain = load_workflow(load_model(model).workflow_path("default"), registry())
+    [settings] = [step.settings for step in chain.steps if step.module is DsegConverter]
+    return settings.parsed_segments
+
+
+def table_colours(model: str) -> dict[int, tuple[int, int, int] | None]:
+    """Segment number -> the RGB of the model's segment table."""
+    return {number: spec.rgb for number, spec in enumerate(_table(model), start=1)}
 
 
 def segment_codes(seg_path: Path) -> dict[int, tuple[str, str, str]]:

@@ -28,7 +28,7 @@ from aimi.weights import TESTMODEL_FILE
 class Settings:
     segments: list[Any] = field(default_factory=list)
     series_description: str = "AIMI Segmentation"
-    series_number: int = 900
+    series_number: int = 300  # as the authors' SEG configurations (dcmqi JSON of kidney, liver, lung, prostate)
     body_part_examined: str = ""
     algorithm_name: str = ""
     content_creator: str = "BAMFHealth^AI"

@@ -23,6 +23,7 @@ MAX_LO_LENGTH = 64
 
 _REQUIRED_KEYS = ("label", "name", "category", "type")
 _OPTIONAL_CODE_KEYS = ("modifier", "region")
+_OPTIONAL_KEYS = ("rgb", "description")
 _CODE_KEYS = ("scheme", "value", "meaning")
 
 
@@ -32,7 +33,9 @@ class SegmentSpec:
 
     `category` -> SegmentedPropertyCategoryCodeSequence (CID 7150), `type` -> SegmentedPropertyTypeCodeSequence
     (CID 7151), `modifier` -> SegmentedPropertyTypeModifierCodeSequence inside the type item (e.g. SCT 51440002
-    "Right and left"), `region` -> AnatomicRegionSequence (CID 4).
+    "Right and left"), `region` -> AnatomicRegionSequence (CID 4), `rgb` -> RecommendedDisplayCIELabValue (the
+    colour viewers show it in; without it dcmqi and OHIF give every segment one default), `description` ->
+    SegmentDescription (as the published SEGs spell it, where that differs from the label).
     """
 
     label: int
@@ -41,6 +44,8 @@ class SegmentSpec:
     type: CodedConcept
     modifier: CodedConcept | None = None
     region: CodedConcept | None = None
+    rgb: tuple[int, int, int] | None = None
+    description: str | None = None
 
 
 def parse_segments(raw: object, where: str) -> list[SegmentSpec]:
@@ -54,15 +59,28 @@ def parse_segments(raw: object, where: str) -> list[SegmentSpec]:
 
 
 def _parse_segment(entry: object, where: str) -> SegmentSpec:
-    mapping = _mapping(entry, where, _REQUIRED_KEYS + _OPTIONAL_CODE_KEYS, _REQUIRED_KEYS)
-    optional = {key: _parse_code(mapping[key], f"{where}.{key}") for key in _OPTIONAL_CODE_KEYS if key in mapping}
+    mapping = _mapping(entry, where, _REQUIRED_KEYS + _OPTIONAL_CODE_KEYS + _OPTIONAL_KEYS, _REQUIRED_KEYS)
+    codes = {key: _parse_code(mapping[key], f"{where}.{key}") if key in mapping else None
+             for key in _OPTIONAL_CODE_KEYS}
     return SegmentSpec(
         label=_parse_label(mapping["label"], f"{where}.label"),
         name=_parse_text(mapping["name"], f"{where}.name"),
         category=_parse_code(mapping["category"], f"{where}.category"),
         type=_parse_code(mapping["type"], f"{where}.type"),
-        **optional,
+        modifier=codes["modifier"],
+        region=codes["region"],
+        rgb=_parse_rgb(mapping["rgb"], f"{where}.rgb") if "rgb" in mapping else None,
+        description=_parse_text(mapping["description"], f"{where}.description") if "description" in mapping
+        else None,
     )
+
+
+def _parse_rgb(raw: object, where: str) -> tuple[int, int, int]:
+    """A display colour as [red, green, blue], each 0-255 (dcmqi's recommendedDisplayRGBValue)."""
+    if (not isinstance(raw, list) or len(raw) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255 for v in raw)):
+        raise ValueError(f"{where}: must be [red, green, blue], three integers 0-255, got {raw!r}")
+    return (raw[0], raw[1], raw[2])
 
 
 def _parse_code(raw: object, where: str) -> CodedConcept:

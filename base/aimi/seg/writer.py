@@ -180,7 +180,10 @@ def _segment_description(
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         anatomic_regions=[spec.region] if spec.region is not None else None,
+        display_color=hd.color.CIELabColor.from_rgb(*spec.rgb) if spec.rgb else None,
     )
+    if spec.description:
+        description.SegmentDescription = spec.description
     if spec.modifier is not None:
         # highdicom has no parameter for it; the Segment Description Macro nests it in the property type item.
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [spec.modifier]
