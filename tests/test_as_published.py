@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from aimi.cli import main
 from aimi.core.case import MAIN, Case
 from aimi.core.context import RunContext, RunOptions
 from aimi.core.workflow import ORIGINS, Workflow, load_workflow
@@ -137,3 +138,15 @@ def test_a_variant_takes_the_settings_of_the_workflow_it_extends(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"execute\[0\] \(DicomImporter\): origin 'folklore: x' must start with "
                                           r"one of paper:, authors:, project:"):
         load_workflow(tmp_path / "bad-origin.yml", registry())
+
+
+def test_aimi_models_lists_both_workflows_and_the_graph_prints_each_steps_origin(
+        capsys: pytest.CaptureFixture) -> None:
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    kidney = listing[listing.index("bamf_nnunet_ct_kidney"):listing.index("bamf_nnunet_ct_liver")]
+    assert "workflows: as-published, default" in kidney
+    assert main(["models", "--graph", "bamf_nnunet_ct_kidney", "--workflow", "as-published"]) == 0
+    graph = capsys.readouterr().out
+    assert "KeepLargestComponents" not in graph
+    assert "DsegConverter  [authors: MHub bamf_nnunet_ct_kidney config/default.yml" in graph

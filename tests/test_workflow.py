@@ -165,7 +165,7 @@ def test_the_readme_ports_table_is_the_modules_own_declaration() -> None:
 
 
 def test_unknown_workflow_name_lists_the_workflows():
-    with pytest.raises(ConfigError, match=r"no workflow 'fast'; valid workflows: default"):
+    with pytest.raises(ConfigError, match=r"no workflow 'fast'; valid workflows: as-published, default"):
         KIDNEY.workflow_path("fast")
 
 
@@ -175,7 +175,7 @@ def test_unknown_model_lists_the_models():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--workflow", "nope"], "no workflow 'nope'; valid workflows: default"),
+    (["--workflow", "nope"], "no workflow 'nope'; valid workflows: as-published, default"),
     (["--set", "DsegConverter.colour=red"], "unknown setting 'colour' for DsegConverter"),
     (["--set", "DataOrganizer.pattern=../../{series_uid}/{model}.seg.dcm"], "without '..' or '.'"),
     (["--set", "DataOrganizer.pattern=/tmp/{series_uid}/{model}.seg.dcm"], "a path relative to the output folder"),
@@ -193,7 +193,7 @@ def test_aimi_run_with_a_wrong_chain_exits_2_before_making_the_output_folder(
 def test_run_options_override_the_settings_of_the_steps_that_have_them_and_set_overrides_them(tmp_path: Path):
     """A workflow pins a setting per step; a given run option overrides it; `--set` overrides both."""
     path = write(tmp_path, KIDNEY.workflow_path("default").read_text().replace(
-        "  - NNUnetRunner\n", "  - {module: NNUnetRunner, step_size: 0.25, tta: false}\n"))
+        "  - {module: NNUnetRunner, origin:", "  - {module: NNUnetRunner, step_size: 0.25, tta: false, origin:"))
     assert "step_size: 0.25" in path.read_text()
 
     def runner_settings(options: RunOptions, assignments: tuple[str, ...] = ()) -> object:

@@ -160,6 +160,7 @@ def _models(as_json: bool, weights_dir: Path) -> int:
         for row in rows:
             print(f"{row['name']:28} {row['weights']:22} {row['title']}")
             print(f"{'':28} segments: {', '.join(row['segments'])}")
+            print(f"{'':28} workflows: {', '.join(row['workflows'])}")
     return EXIT_OK
 
 
