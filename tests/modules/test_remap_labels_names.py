@@ -26,10 +26,10 @@ def brain_settings():
     return step.settings
 
 
-def dataset_json(tmp_path: Path, labels: dict) -> Path:
+def dataset_json(tmp_path: Path, labels: dict, **more: object) -> Path:
     folder = tmp_path / BRAIN.manifest.name / "brats"
     folder.mkdir(parents=True)
-    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels, **more}))
     return folder / "dataset.json"
 
 
@@ -46,14 +46,24 @@ def test_brain_labels_map_by_name_to_the_three_segments(tmp_path: Path, labels: 
 
 
 def test_unknown_label_names_stop_the_run_naming_the_labels_found(tmp_path: Path):
-    path = dataset_json(tmp_path, {"background": 0, "tumor_core": 1, "ED": 2, "ET": 3})
-    with pytest.raises(ConfigError, match=r"for value 1 are in .*which has background, tumor_core, ED, ET"):
+    path = dataset_json(tmp_path, {"background": 0, "core": 1, "ED": 2, "ET": 3})
+    with pytest.raises(ConfigError, match=r"for value 1 are in .*which has background, core, ED, ET"):
         mapping_by_names(path, brain_settings().names)
 
 
-def test_region_based_labels_are_refused(tmp_path: Path):
-    path = dataset_json(tmp_path, {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "ET": 3})
-    with pytest.raises(ConfigError, match="region-based"):
+def test_a_region_trained_brats_model_maps_each_region_to_what_it_alone_holds(tmp_path: Path):
+    """nnU-Net v2's own BraTS dataset: the value of whole tumor is written where tumor core is not (edema), that of
+    tumor core where enhancing tumor is not (necrosis / non-enhancing core)."""
+    path = dataset_json(tmp_path, {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
+                                   "enhancing tumor": [3]}, regions_class_order=[1, 2, 3])
+    assert mapping_by_names(path, brain_settings().names) == {1: 2, 2: 1, 3: 3}
+
+
+def test_regions_without_their_class_order_are_refused_naming_them(tmp_path: Path):
+    path = dataset_json(tmp_path, {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
+                                   "enhancing tumor": [3]})
+    with pytest.raises(ConfigError, match=r"region-based labels whole tumor, tumor core, enhancing tumor need one "
+                                          r"regions_class_order value each, got \[\]"):
         mapping_by_names(path, brain_settings().names)
 
 

@@ -51,12 +51,22 @@ class Settings:
 
 
 def mapping_by_names(dataset_json: Path, names: dict[int, list[str]]) -> dict[int, int]:
-    """Predicted label index -> output value, from the label names in `dataset_json` (case-insensitive)."""
-    labels = json.loads(Path(dataset_json).read_text()).get("labels", {})
-    if any(not isinstance(value, int) for value in labels.values()):
-        raise ConfigError(f"{dataset_json}: region-based labels {labels} cannot be mapped by name")
-    index = {name.casefold(): position for position, (name, _) in
-             enumerate(sorted(labels.items(), key=lambda item: item[1]))}
+    """Predicted label index -> output value, from the label names in `dataset_json` (case-insensitive). A
+    region-trained model (labels mapped to lists of classes) writes `regions_class_order[i]` where region i holds
+    and no later region does (BraTS: whole tumor -> edema, tumor core -> necrosis, enhancing tumor): each region's
+    name then names that value."""
+    dataset = json.loads(Path(dataset_json).read_text())
+    labels = dataset.get("labels", {})
+    regions = [name for name, value in labels.items() if isinstance(value, list)]
+    if regions:
+        order = dataset.get("regions_class_order") or []
+        if len(order) != len(regions):
+            raise ConfigError(f"{dataset_json}: region-based labels {', '.join(regions)} need one regions_class_order "
+                              f"value each, got {order}")
+        index = {name.casefold(): int(value) for name, value in zip(regions, order, strict=True)}
+    else:
+        index = {name.casefold(): position for position, (name, _) in
+                 enumerate(sorted(labels.items(), key=lambda item: item[1]))}
     mapping = {}
     for target, accepted in names.items():
         found = [index[n.casefold()] for n in accepted if n.casefold() in index]
