@@ -11,11 +11,14 @@ include containers/containers.mk
 
 setup: $(STAMP)
 
-# One lock (constraints.txt) pins the whole stack; dicom3tools gives the tests dciodvfy.
-$(STAMP): constraints.txt base/pyproject.toml
+# One lock (constraints.txt) pins the whole stack; dicom3tools gives the tests dciodvfy; node runs OHIF's SEG reader
+# (@cornerstonejs/adapters, pinned by tests/support/ohif/package-lock.json) in the viewer checks.
+$(STAMP): constraints.txt base/pyproject.toml tests/support/ohif/package-lock.json
 	@command -v dciodvfy >/dev/null || (apt-get update -qq && apt-get install -y -qq dicom3tools)
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e 'base[test]'
+	npm ci --prefix tests/support/ohif --ignore-scripts --no-audit --no-fund --loglevel=error
 	bash tests/support/v1_env.sh >/dev/null  # nnunet 1.7.1 reference env for the v1 conversion tests (outside the repo)
 	touch $@
 

@@ -81,7 +81,7 @@ def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, in
         assert segment_codes(seg_path) == SEGMENTS, role
         assert segment_colours(seg_path) == table_colours(MODEL), role
         assert dciodvfy_errors(seg_path) == [], role
-        assert_viewers_read_it(seg_path, MODEL, tmp_path / role)
+        assert_viewers_read_it(seg_path, MODEL, study.files[role], tmp_path / role)
     assert case["id"] == pydicom.dcmread(study.files["t1c"][0]).StudyInstanceUID
 
 

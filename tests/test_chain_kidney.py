@@ -98,7 +98,7 @@ def test_every_seg_is_valid_and_equals_the_label_map_on_the_source_grid(three_se
         np.testing.assert_array_equal(labels, exported_labels(seg_path))
         assert labels.shape == true_labels.shape  # one frame per source slice (how well the tiny model segments is
         # tests/test_testmodel.py's subject; geometry through dcm2niix, exactly: tests/modules/test_seg_geometry.py)
-        assert_viewers_read_it(seg_path, MODEL, tmp_path / case["id"])
+        assert_viewers_read_it(seg_path, MODEL, files, tmp_path / case["id"])
 
 
 def test_seg_header_and_segments_follow_the_model_table(three_series_run):

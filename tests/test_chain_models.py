@@ -76,7 +76,7 @@ def test_chain_writes_a_valid_seg_equal_to_its_label_map(name: str, weights_for:
     labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
     assert labels.shape == truth.shape
-    assert_viewers_read_it(seg_path, task.model, tmp_path / "dcmqi")
+    assert_viewers_read_it(seg_path, task.model, files, tmp_path / "readers")
 
 
 def real_ct_as_dicom(nifti: Path, out: Path, crop: tuple[slice, slice, slice] | None = None) -> list[Path]:
@@ -105,7 +105,7 @@ def test_ct_chain_runs_on_real_anatomy(name: str, nifti: str, crop, shared_data:
     labels = decoded_labels(seg_path, files, {v: s[0] for v, s in task.segments.items()})
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
     assert labels.shape == (len(files), *sitk.ReadImage(str(files[0])).GetSize()[1::-1])
-    assert_viewers_read_it(seg_path, task.model, tmp_path / "dcmqi")
+    assert_viewers_read_it(seg_path, task.model, files, tmp_path / "readers")
 
 
 def test_breast_runs_both_models_once_each(weights_for: Callable[[str], Path], tmp_path: Path):

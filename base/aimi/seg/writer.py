@@ -6,6 +6,7 @@ SEG frame references its source SOP instance (DerivationImageSequence/SourceImag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,75 @@ def build_seg(
     `labels` is (slices, rows, cols) of integers in source frame order; `source_datasets` need headers only.
     Every segment is described even when its mask is empty (a segment may have no frames, PS3.3 C.8.20.2), so all
     SEGs of one model carry the same segment list. Empty frames are omitted unless `keep_empty_frames`; when the
-    whole label map is empty every frame is kept, since a SEG needs at least one frame.
+    whole label map is empty every frame is kept, since a SEG needs at least one frame. Frames that would pack into
+    an odd number of bytes get one empty frame more (see _even_packing).
     """
     _check_labels(labels, source_datasets, segments)
-    seg = hd.seg.Segmentation(
+    omit = not keep_empty_frames and bool(labels.any())
+    seg = _segmentation(labels, source_datasets, segments, header, omit_empty_frames=omit)
+    _even_packing(seg, source_datasets)
+    seg.BodyPartExamined = header.body_part_examined
+    fit_text_to_vr(seg)
+    return seg
+
+
+def _packed_bytes(frames: int, seg: Dataset) -> int:
+    """How many bytes `frames` frames of a BINARY SEG take, packed bit by bit, before any padding."""
+    return (frames * int(seg.Rows) * int(seg.Columns) + 7) // 8
+
+
+def _even_packing(seg: Dataset, source_datasets: Sequence[Dataset]) -> None:
+    """Where the frames pack into an odd number of bytes, the PixelData ends in the padding byte PS3.5 8.1.1
+    requires - valid, but OHIF's reader (@cornerstonejs/adapters 5.14) refuses it. One empty frame more makes the
+    count even (frame sizes pack into whole bytes at least every 8 frames); the masks are unchanged."""
+    frames = int(seg.NumberOfFrames)
+    if _packed_bytes(frames, seg) % 2 == 0 or _packed_bytes(frames + 1, seg) % 2:
+        return
+    extra = _empty_frame_item(seg, source_datasets)
+    if extra is None:
+        return
+    data = bytes(seg.PixelData)[:_packed_bytes(frames, seg)]
+    seg.PixelData = data + bytes(_packed_bytes(frames + 1, seg) - len(data))
+    seg.PerFrameFunctionalGroupsSequence.append(extra)
+    seg.NumberOfFrames = frames + 1
+
+
+def _empty_frame_item(seg: Dataset, source_datasets: Sequence[Dataset]) -> Dataset | None:
+    """The functional groups of a frame the SEG lacks: another segment on the slice of an existing frame (its
+    position and position index) or, where every framed slice has every segment, the first segment on a source
+    slice without a frame (a new position index)."""
+    items = seg.PerFrameFunctionalGroupsSequence
+    have = {(int(i.FrameContentSequence[0].DimensionIndexValues[0]),
+             int(i.FrameContentSequence[0].DimensionIndexValues[1])) for i in items}
+    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence]
+    for item in items:
+        position = int(item.FrameContentSequence[0].DimensionIndexValues[1])
+        for number in numbers:
+            if (number, position) not in have:
+                return _frame_item(item, number, position)
+    framed = {str(i.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID) for i in items}
+    unframed = [ds for ds in source_datasets if str(ds.SOPInstanceUID) not in framed]
+    if not unframed:
+        return None
+    extra = _frame_item(items[0], numbers[0], max(position for _, position in have) + 1)
+    extra.PlanePositionSequence[0].ImagePositionPatient = unframed[0].ImagePositionPatient
+    extra.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID = unframed[0].SOPInstanceUID
+    return extra
+
+
+def _frame_item(template: Dataset, number: int, position: int) -> Dataset:
+    """A copy of `template` for segment `number` at position index `position` (a SEG of one segment names it in the
+    shared functional groups only)."""
+    extra = copy.deepcopy(template)
+    if "SegmentIdentificationSequence" in extra:
+        extra.SegmentIdentificationSequence[0].ReferencedSegmentNumber = number
+    extra.FrameContentSequence[0].DimensionIndexValues = [number, position]
+    return extra
+
+
+def _segmentation(labels: np.ndarray, source_datasets: Sequence[Dataset], segments: Sequence[SegmentSpec],
+                  header: SegHeader, *, omit_empty_frames: bool) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
         source_images=source_datasets,
         pixel_array=_segment_number_map(labels, segments),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -86,12 +152,9 @@ def build_seg(
         content_description=header.content_description,
         content_creator_name=PersonName(header.content_creator),
         content_label=header.content_label,
-        omit_empty_frames=not keep_empty_frames and bool(labels.any()),
+        omit_empty_frames=omit_empty_frames,
         series_description=header.series_description,
     )
-    seg.BodyPartExamined = header.body_part_examined
-    fit_text_to_vr(seg)
-    return seg
 
 
 def fit_text_to_vr(ds: Dataset) -> None:
