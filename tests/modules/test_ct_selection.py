@@ -1,4 +1,4 @@
-"""The lung model's NLST curation preset (the authors' rules) against the project's CT rules, on one study."""
+"""CT selection as the authors curated: the lung model's NLST preset, the kidney model's contrast warning."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from aimi.models import load_model
 from aimi.registry import registry
 from aimi_testkit.synthetic import GridSpec, StudyInfo, write_series
 
-LUNG = load_model("bamf_nnunet_ct_lung")
 
-
-def importer(workflow: str, tmp_path: Path) -> DicomImporter:
-    step = load_workflow(LUNG.workflow_path(workflow), registry()).steps[0]
-    return DicomImporter(step.settings, RunContext(LUNG.name, LUNG.path, LUNG.manifest, tmp_path, tmp_path,
+def importer(workflow: str, tmp_path: Path, model: str = "bamf_nnunet_ct_lung") -> DicomImporter:
+    folder = load_model(model)
+    step = load_workflow(folder.workflow_path(workflow), registry()).steps[0]
+    return DicomImporter(step.settings, RunContext(folder.name, folder.path, folder.manifest, tmp_path, tmp_path,
                                                    RunOptions()))
 
 
@@ -42,3 +41,15 @@ def test_the_nlst_curation_takes_one_series_per_study_of_1_5_to_3_5_mm_and_over_
     assert seen["thick"] == ("skipped", "SliceThickness '5.0' is above 3.5")
     assert seen["short"] == ("skipped", "@slices '60' is below 101")
     assert len(importer("default", tmp_path).discover(tmp_path / "in").cases) == 4
+
+
+def test_kidney_segments_a_ct_without_contrast_agent_but_warns_in_its_report_entry(tmp_path: Path) -> None:
+    """The kidney model was trained on contrast-enhanced CT; exports often omit the tag, so nothing is refused."""
+    study, grid = StudyInfo.new("KIDNEY"), GridSpec.axial(rows=16, columns=16, slices=24)
+    for name, agent in (("plain", None), ("enhanced", "Iohexol")):
+        write_series(np.full((24, 16, 16), 40.0, np.float32), grid, tmp_path / "in" / name, study=study,
+                     series_description=name, extra_tags={"ContrastBolusAgent": agent})
+    discovery = importer("default", tmp_path, "bamf_nnunet_ct_kidney").discover(tmp_path / "in")
+    assert len(discovery.cases) == 2
+    seen = {s["description"]: s.get("warnings") for s in discovery.series}
+    assert seen == {"plain": ["ContrastBolusAgent is missing"], "enhanced": None}

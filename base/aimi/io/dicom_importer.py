@@ -37,6 +37,9 @@ class Settings:
     # (breast: the first post-contrast phase by AcquisitionTime); empty keeps every selected series
     first_per_study_by: list[str] = field(default_factory=list)
     phase: str = "first"  # with first_per_study_by: which series of the ordered study (PHASES)
+    # rules a selected series should pass but is not rejected for: each one it fails is a warning in its report entry
+    # (kidney: no ContrastBolusAgent - the model was trained on contrast-enhanced CT)
+    warn_unless: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.case not in CASE_KINDS:
@@ -49,6 +52,7 @@ class Settings:
             raise ValueError(f"roles: a series case has exactly one role, got {', '.join(self.roles)}")
         rules = {role: parse_rules(raw, f"roles.{role}") for role, raw in self.roles.items()}
         object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "warning_rules", parse_rules(self.warn_unless, "warn_unless"))
 
 
 @dataclass
@@ -64,6 +68,7 @@ class DicomImporter(SourceModule):
     def __init__(self, settings: Settings, context: RunContext) -> None:
         super().__init__(settings, context)
         self.rules: dict[str, list[Rule]] = settings.rules  # type: ignore[attr-defined]
+        self.warning_rules: list[Rule] = settings.warning_rules  # type: ignore[attr-defined]
 
     def discover(self, input_dir: Path) -> Discovery:
         result = scan(input_dir)
@@ -121,6 +126,9 @@ class DicomImporter(SourceModule):
         if not roles:
             return verdict("skipped", self._why_not(first, geometry))
         record.update(status="selected", reason="", role=roles[0] if len(roles) == 1 else roles)
+        warnings = [why for rule in self.warning_rules if (why := first_failure([rule], first, geometry))]
+        if warnings:
+            record["warnings"] = warnings
         if len(unique) < len(group.files):
             record["reason"] = f"{len(group.files) - len(unique)} duplicate file(s) of the same SOP instance ignored"
         return record, Candidate(record, series, roles)
