@@ -173,10 +173,14 @@ def test_cli_pairs_folders_by_referenced_series_and_writes_every_output(one_grid
     unpaired = read_csv(tmp_path / "out" / "unpaired.csv")
     assert sorted((r["folder"], Path(r["file"]).name) for r in unpaired) == [("prediction", "seg.dcm"),
                                                                              ("reference", "1.dcm")]
-    assert "| kidney | Kidney | 1 | 0.707 | 0.606 (2 mm) | 5.00 |  |" in capsys.readouterr().out
+    msd = float(rows[0]["msd_mm"])
+    assert 0 < msd < 5.0  # a mean below the 95th percentile
+    assert f"| kidney | Kidney | 1 | 0.707 | 0.606 (2 mm) | 5.00 | {msd:.2f} |  |" in capsys.readouterr().out
 
 
-def test_cli_follows_qa_results_and_counts_likert_answers(one_grid, two_grids, tmp_path: Path) -> None:
+def test_cli_follows_qa_results_as_the_authors_count_them(one_grid, two_grids, tmp_path: Path) -> None:
+    """One case per series and reviewer; a blank correction is a reviewed case whose reference is the AI SEG
+    (Dice 1, as the paper's 1.0 ± 0.0 rows); --year and --reviewers select rows, Likert answers counted over them."""
     ai_dir, qa_dir = tmp_path / "ai-segmentations-dcm", tmp_path / "qa-segmentations-dcm"
     ai_dir.mkdir()
     qa_dir.mkdir()
@@ -187,25 +191,45 @@ def test_cli_follows_qa_results_and_counts_likert_answers(one_grid, two_grids, t
         names.append(str(pydicom.dcmread(ai, stop_before_pixels=True).ReferencedSeriesSequence[0].SeriesInstanceUID))
     kidney_q, tumor_q = "Was the AI predicted Kidney label accurate?", "Was the AI predicted Tumor label accurate?"
     rows = [
-        {"SeriesInstanceUID": names[0], "AISegmentation": "case0.dcm", "CorrectedSegmentation": "case0.dcm",
-         kidney_q: "4 - Agree", tumor_q: "5 - Strongly Agree"},
-        {"SeriesInstanceUID": names[1], "AISegmentation": "", "CorrectedSegmentation": "qa-segmentations-dcm/case1.dcm",
-         kidney_q: "4 - Agree", tumor_q: ""},
-        {"SeriesInstanceUID": "1.2.3", "AISegmentation": "", "CorrectedSegmentation": "", kidney_q: "2 - Disagree"},
+        {"SeriesInstanceUID": names[0], "Reviewer": "rad1", "AimiProjectYear": "2023", "AISegmentation": "case0.dcm",
+         "CorrectedSegmentation": "case0.dcm", kidney_q: "4 - Agree", tumor_q: "5 - Strongly Agree"},
+        {"SeriesInstanceUID": names[1], "Reviewer": "ne1", "AimiProjectYear": "2024", "AISegmentation": "",
+         "CorrectedSegmentation": "qa-segmentations-dcm/case1.dcm", kidney_q: "4 - Agree", tumor_q: ""},
+        {"SeriesInstanceUID": names[0], "Reviewer": "rad2", "AimiProjectYear": "2024", "AISegmentation": "case0.dcm",
+         "CorrectedSegmentation": "", kidney_q: "5 - Strongly Agree", tumor_q: "5 - Strongly Agree"},
     ]
     qa_csv = tmp_path / "qa-results.csv"
-    out.write_csv(qa_csv, ["Collection", "PatientID", "SeriesInstanceUID", "Validation", "AISegmentation",
-                           "CorrectedSegmentation", kidney_q, tumor_q, "comments"], rows)
+    out.write_csv(qa_csv, ["Collection", "PatientID", "SeriesInstanceUID", "Validation", "Reviewer", "AimiProjectYear",
+                           "AISegmentation", "CorrectedSegmentation", kidney_q, tumor_q, "comments"], rows)
 
-    assert evaluate_cli(str(ai_dir), str(qa_dir), "--qa-results", str(qa_csv), "-o", str(tmp_path / "out")) == 0
-    assert {r["case"] for r in read_csv(tmp_path / "out" / "evaluation.csv")} == set(names)
-    likert = {(r["segment"], r["answer"]): int(r["count"]) for r in read_csv(tmp_path / "out" / "likert.csv")}
-    assert likert == {("Kidney", "4 - Agree"): 2, ("Kidney", "2 - Disagree"): 1, ("Tumor", "5 - Strongly Agree"): 1}
+    def evaluated(*selection: str) -> tuple[list[dict[str, str]], dict[tuple[str, str], int]]:
+        folder = tmp_path / "-".join(["out", *selection])
+        assert evaluate_cli(str(ai_dir), str(qa_dir), "--qa-results", str(qa_csv), "-o", str(folder),
+                            *selection) == 0
+        likert = {(r["segment"], r["answer"]): int(r["count"]) for r in read_csv(folder / "likert.csv")}
+        return read_csv(folder / "evaluation.csv"), likert
 
-    rows[2]["CorrectedSegmentation"] = "missing.dcm"
+    results, likert = evaluated()
+    assert {(r["case"], r["reviewer"], r["year"], r["reference"]) for r in results} == {
+        (f"{names[0]} rad1", "rad1", "2023", "corrected"), (f"{names[1]} ne1", "ne1", "2024", "corrected"),
+        (f"{names[0]} rad2", "rad2", "2024", "ai")}
+    blank = [r for r in results if r["reference"] == "ai"]
+    assert blank and all(float(r["dice"]) == 1.0 and float(r["msd_mm"]) == 0.0 for r in blank)
+    assert likert == {("Kidney", "4 - Agree"): 2, ("Kidney", "5 - Strongly Agree"): 1,
+                      ("Tumor", "5 - Strongly Agree"): 2}
+    for selection, cases in ((("--reviewers", "rad"), {"rad1", "rad2"}), (("--year", "2024"), {"ne1", "rad2"}),
+                             (("--year", "2024", "--reviewers", "rad"), {"rad2"}),
+                             (("--year", "2023", "--year", "2024", "--reviewers", "ne"), {"ne1"})):
+        results, likert = evaluated(*selection)
+        assert {r["reviewer"] for r in results} == cases, selection
+        assert sum(likert.values()) == sum(bool(row[q]) for row in rows if row["Reviewer"] in cases
+                                           for q in (kidney_q, tumor_q)), selection
+
+    rows[1]["CorrectedSegmentation"] = "missing.dcm"
     out.write_csv(qa_csv, list(rows[0]), rows)
     assert evaluate_cli(str(ai_dir), str(qa_dir), "--qa-results", str(qa_csv), "-o", str(tmp_path / "out2")) == 1
     assert evaluate_cli(str(ai_dir), str(qa_csv), "-o", str(tmp_path / "out3")) == 2  # a folder and a file
+    assert evaluate_cli(str(ai_dir), str(qa_dir), "--year", "2024", "-o", str(tmp_path / "out4")) == 2  # no CSV
 
 
 @pytest.mark.slow

@@ -79,7 +79,8 @@ def test_empty_masks_follow_the_documented_conventions() -> None:
         one = metrics.surface_distances(reference, prediction, (1, 1, 1))
         assert metrics.dice(reference, prediction) == 0.0
         assert metrics.nsd(one, 100.0) == 0.0
-        assert math.isnan(metrics.hd95(one))
+        assert math.isnan(metrics.hd95(one)) and math.isnan(metrics.msd(one))
+    assert metrics.msd(both) == 0.0
 
 
 def test_masks_touching_the_array_edge_have_borders_there() -> None:
@@ -107,7 +108,7 @@ def test_masks_of_different_shapes_are_refused() -> None:
 
 
 def monai_scores(reference: np.ndarray, prediction: np.ndarray, spacing, tolerance: float) -> tuple[float, ...]:
-    """Dice, NSD and HD95 from MONAI (independent implementation, voxel-border convention, no sub-voxels)."""
+    """Dice, NSD, HD95 and MSD from MONAI (independent implementation, voxel-border convention, no sub-voxels)."""
     torch = pytest.importorskip("torch")
     monai_metrics = pytest.importorskip("monai.metrics")
 
@@ -121,6 +122,8 @@ def monai_scores(reference: np.ndarray, prediction: np.ndarray, spacing, toleran
                                            spacing=list(spacing)).item(),
         monai_metrics.compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95,
                                                  spacing=list(spacing)).item(),
+        monai_metrics.compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
+                                                       spacing=list(spacing)).item(),
     )
 
 
@@ -139,9 +142,11 @@ def test_agrees_with_monai_on_anisotropic_ellipsoids(seed: int) -> None:
     tolerance = float(rng.choice([2.0, 4.0, 7.0]))
 
     distances = metrics.surface_distances(reference, prediction, spacing)
-    ours = (metrics.dice(reference, prediction), metrics.nsd(distances, tolerance), metrics.hd95(distances))
+    ours = (metrics.dice(reference, prediction), metrics.nsd(distances, tolerance), metrics.hd95(distances),
+            metrics.msd(distances))
     theirs = monai_scores(reference, prediction, spacing, tolerance)
 
     assert abs(ours[0] - theirs[0]) <= 1e-6
     assert abs(ours[1] - theirs[1]) <= 1e-3
     assert abs(ours[2] - theirs[2]) <= float(np.linalg.norm(spacing))
+    assert abs(ours[3] - theirs[3]) <= 1e-3, (ours[3], theirs[3])

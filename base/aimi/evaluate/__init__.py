@@ -1,6 +1,6 @@
 """`aimi evaluate`: AI SEGs against reviewer-corrected SEGs, the paper's Technical Validation.
 
-Per case and segment: Dice, NSD at the segment's tolerance, HD95 (mm) and, for lesions (category SCT 49755003
+Per case and segment: Dice, NSD at the segment's tolerance, HD95 and MSD (mm) and, for lesions (category SCT 49755003
 "Morphologically Altered Structure"), component detection. Definitions and the values for empty masks are in
 `aimi.evaluate.metrics`; SEG reading and segment pairing in `aimi.evaluate.segs`.
 
@@ -47,6 +47,10 @@ class SegmentResult:
     false_negatives: int | None
     reference_seg: str
     prediction_seg: str
+    msd_mm: float = float("nan")
+    reviewer: str = ""  # qa-results.csv: who reviewed (rad* radiologist, ne* non-expert)
+    year: str = ""  # qa-results.csv: AimiProjectYear
+    reference: str = "corrected"  # or "ai": the reviewer gave no correction, so the AI SEG is the reference
 
     def as_row(self) -> dict[str, object]:
         return asdict(self)
@@ -97,6 +101,7 @@ def _result(
         nsd=metrics.nsd(distances, tolerance),
         tolerance_mm=tolerance,
         hd95_mm=metrics.hd95(distances),
+        msd_mm=metrics.msd(distances),
         true_positives=found.true_positives if found else None,
         false_positives=found.false_positives if found else None,
         false_negatives=found.false_negatives if found else None,

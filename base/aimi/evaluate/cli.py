@@ -5,9 +5,12 @@ Three ways to pair SEGs:
 - two folders (any nesting): SEGs paired by the SeriesInstanceUID they reference; unpaired SEGs are listed in
   OUT/unpaired.csv (not every AI SEG was reviewed), a folder holding two SEGs of one series is a failed case;
 - `--qa-results qa-results.csv` with the two folders (ai-segmentations-dcm/, qa-segmentations-dcm/): one case
-  per row; AISegmentation / CorrectedSegmentation name a file (relative to the folder or the CSV) or a UID of
-  the SEG (SeriesInstanceUID or SOPInstanceUID), else the row's SeriesInstanceUID is matched to the series a SEG
-  references; a row with a blank CorrectedSegmentation was not corrected and is skipped. Likert answers counted.
+  per row, that is per series and reviewer; AISegmentation / CorrectedSegmentation name a file (relative to the
+  folder or the CSV) or a UID of the SEG (SeriesInstanceUID or SOPInstanceUID), else the row's SeriesInstanceUID is
+  matched to the series a SEG references. A blank CorrectedSegmentation is a reviewed case whose reviewer strongly
+  agreed and gave no correction: the AI SEG is its reference (as the paper and the authors' notebooks count it;
+  `reference` = ai in evaluation.csv). `--year` (AimiProjectYear) and `--reviewers rad|ne` (Reviewer rad*, ne*)
+  select rows; Likert answers are counted over the selected rows.
 Outputs under OUT: evaluation.csv, summary.csv, summary.md, boxplot-<task>.png, and likert.csv / unpaired.csv.
 Exit codes: 0 every case evaluated, 1 a case failed (named on stderr), 2 usage error.
 """
@@ -18,7 +21,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
@@ -32,6 +35,10 @@ from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
 QA_REQUIRED = ("SeriesInstanceUID", "AISegmentation", "CorrectedSegmentation")
 
 
+#: qa-results.csv Reviewer prefixes: radiologists and non-experts (the paper's Table 2).
+REVIEWER_KINDS = ("rad", "ne")
+
+
 @dataclass(frozen=True)
 class Case:
     """One comparison: a reviewer (reference) SEG and an AI (prediction) SEG."""
@@ -39,6 +46,22 @@ class Case:
     name: str
     reference: Path
     prediction: Path
+    reviewer: str = ""
+    year: str = ""
+    reference_kind: str = "corrected"
+
+
+@dataclass(frozen=True)
+class QaFilter:
+    """Which qa-results.csv rows to evaluate: AimiProjectYear values and Reviewer kinds; empty takes every row."""
+
+    years: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+
+    def takes(self, row: dict[str, str]) -> bool:
+        year, reviewer = row.get("AimiProjectYear", "").strip(), row.get("Reviewer", "").strip().casefold()
+        return ((not self.years or year in self.years)
+                and (not self.reviewers or reviewer.startswith(self.reviewers)))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,19 +72,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--qa-results", type=Path, help="qa-results.csv pairing the two folders' SEGs")
     parser.add_argument("--tolerance", action="append", default=[], metavar="SEGMENT=MM",
                         help="NSD tolerance for one SegmentLabel, over the per-task defaults (repeatable)")
+    parser.add_argument("--year", action="append", default=[], metavar="YEAR",
+                        help="with --qa-results: only rows of this AimiProjectYear (repeatable)")
+    parser.add_argument("--reviewers", action="append", default=[], choices=REVIEWER_KINDS,
+                        help="with --qa-results: only rows of radiologists (Reviewer rad*) or non-experts (ne*)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         tolerances = parse_tolerances(args.tolerance)
-        cases, failures, qa_rows = _cases(args.prediction, args.reference, args.qa_results, args.output)
+        if (args.year or args.reviewers) and args.qa_results is None:
+            raise ValueError("--year and --reviewers select rows of --qa-results")
+        selected = QaFilter(tuple(args.year), tuple(args.reviewers))
+        cases, failures, qa_rows = _cases(args.prediction, args.reference, args.qa_results, args.output, selected)
     except (ValueError, OSError) as error:
         print(f"aimi evaluate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     results: list[SegmentResult] = []
     for case in cases:
         try:
-            results += evaluate_pair(case.reference, case.prediction, case.name, tolerances)
+            results += [replace(result, reviewer=case.reviewer, year=case.year, reference=case.reference_kind)
+                        for result in evaluate_pair(case.reference, case.prediction, case.name, tolerances)]
         except (SegError, OSError) as error:
             failures.append(f"case {case.name}: {error}")
     _write_outputs(results, qa_rows, args.output)
@@ -86,12 +117,14 @@ def parse_tolerances(values: Iterable[str]) -> dict[str, float]:
 
 
 def _cases(
-    prediction: Path, reference: Path, qa_results: Path | None, output: Path
+    prediction: Path, reference: Path, qa_results: Path | None, output: Path, selected: QaFilter
 ) -> tuple[list[Case], list[str], list[dict[str, str]]]:
-    """The cases to evaluate, the failures found while pairing, and the qa-results rows (for Likert counts)."""
+    """The cases to evaluate, the failures found while pairing, and the selected qa-results rows (for Likert
+    counts)."""
     output.mkdir(parents=True, exist_ok=True)
     if qa_results is not None:
-        return (*_qa_cases(prediction, reference, qa_results), _read_qa(qa_results))
+        rows = [(number, row) for number, row in enumerate(_read_qa(qa_results), start=2) if selected.takes(row)]
+        return (*_qa_cases(prediction, reference, qa_results, rows), [row for _, row in rows])
     if prediction.is_file() and reference.is_file():
         return [Case(prediction.stem, reference, prediction)], [], []
     if prediction.is_dir() and reference.is_dir():
@@ -137,21 +170,23 @@ def _seg_headers(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
     return headers
 
 
-def _qa_cases(prediction: Path, reference: Path, qa_results: Path) -> tuple[list[Case], list[str]]:
-    rows = _read_qa(qa_results)
+def _qa_cases(prediction: Path, reference: Path, qa_results: Path,
+              rows: list[tuple[int, dict[str, str]]]) -> tuple[list[Case], list[str]]:
+    """One case per selected row (line number, row); a blank correction makes the AI SEG the reference."""
     pred_index, ref_index = _uid_index(prediction), _uid_index(reference)
     cases, failures = [], []
-    for number, row in enumerate(rows, start=2):  # line 1 is the header
-        if not row["CorrectedSegmentation"].strip():
-            continue
-        series = row["SeriesInstanceUID"].strip()
+    for number, row in rows:
+        series, reviewer = row["SeriesInstanceUID"].strip(), row.get("Reviewer", "").strip()
         ai = _resolve(row["AISegmentation"], series, prediction, qa_results.parent, pred_index)
-        corrected = _resolve(row["CorrectedSegmentation"], series, reference, qa_results.parent, ref_index)
+        blank = not row["CorrectedSegmentation"].strip()
+        corrected = ai if blank else _resolve(row["CorrectedSegmentation"], series, reference, qa_results.parent,
+                                                 ref_index)
         if ai is None or corrected is None:
             missing = "AISegmentation" if ai is None else "CorrectedSegmentation"
             failures.append(f"{qa_results} line {number}: no SEG found for {missing} of series {series}")
             continue
-        cases.append(Case(series, corrected, ai))
+        cases.append(Case(f"{series} {reviewer}" if reviewer else series, corrected, ai, reviewer,
+                          row.get("AimiProjectYear", "").strip(), "ai" if blank else "corrected"))
     return cases, failures
 
 

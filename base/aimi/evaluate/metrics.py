@@ -11,13 +11,15 @@ Definitions (the voxel-border convention of MONAI's `compute_surface_dice` / `co
 - NSD at tolerance t: (reference border voxels within t of the predicted border + predicted border voxels within
   t of the reference border) / (all border voxels of both).
 - HD95: the larger of the two directed 95th percentiles (linear interpolation) of those distances.
+- MSD (mean symmetric surface distance, the authors' notebooks' "MSD"): the mean of both directions' distances
+  together.
 - Detection: connected components (26-connectivity); a reference component is a true positive when any predicted
   voxel overlaps it, else a false negative; a predicted component that overlaps no reference voxel is a false
   positive.
 
 Empty masks (decided here, used everywhere in aimi evaluate):
-- both empty: Dice 1, NSD 1, HD95 0 (the prediction agrees perfectly: nothing there, nothing found);
-- exactly one empty: Dice 0, NSD 0, HD95 NaN (no surface to measure a distance to; NaN is left out of means
+- both empty: Dice 1, NSD 1, HD95 and MSD 0 (the prediction agrees perfectly: nothing there, nothing found);
+- exactly one empty: Dice 0, NSD 0, HD95 and MSD NaN (no surface to measure a distance to; NaN is left out of means
   and counted separately, where inf would make every mean inf).
 """
 
@@ -95,11 +97,24 @@ def nsd(distances: SurfaceDistances, tolerance_mm: float) -> float:
 def hd95(distances: SurfaceDistances) -> float:
     """95% Hausdorff distance in mm: 0 when both masks are empty, NaN when only one is."""
     ref, pred = distances.reference_to_prediction, distances.prediction_to_reference
-    if ref.size + pred.size == 0:
+    empty = _distance_of_empty(distances)
+    return empty if empty is not None else float(max(np.percentile(ref, HD_PERCENTILE),
+                                                      np.percentile(pred, HD_PERCENTILE)))
+
+
+def msd(distances: SurfaceDistances) -> float:
+    """Mean symmetric surface distance in mm: 0 when both masks are empty, NaN when only one is."""
+    ref, pred = distances.reference_to_prediction, distances.prediction_to_reference
+    empty = _distance_of_empty(distances)
+    return empty if empty is not None else float((ref.sum() + pred.sum()) / (ref.size + pred.size))
+
+
+def _distance_of_empty(distances: SurfaceDistances) -> float | None:
+    """A distance metric's value when a mask is empty: 0 for both, NaN for one; None when neither is."""
+    sizes = (distances.reference_to_prediction.size, distances.prediction_to_reference.size)
+    if sum(sizes) == 0:
         return 0.0
-    if ref.size == 0 or pred.size == 0:
-        return float("nan")
-    return float(max(np.percentile(ref, HD_PERCENTILE), np.percentile(pred, HD_PERCENTILE)))
+    return float("nan") if 0 in sizes else None
 
 
 def detection(reference: np.ndarray, prediction: np.ndarray) -> Detection:

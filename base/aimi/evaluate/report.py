@@ -23,8 +23,8 @@ from aimi.evaluate import SegmentResult
 LIKERT_COLUMN = re.compile(r"^\s*Was the AI predicted (?P<segment>.+?) label accurate\?\s*$", re.IGNORECASE)
 SUMMARY_COLUMNS = (
     "task", "segment", "cases", "dice_mean", "dice_sd", "nsd_mean", "nsd_sd", "tolerance_mm", "hd95_mean_mm",
-    "hd95_sd_mm", "hd95_cases", "true_positives", "false_positives", "false_negatives", "detection_sensitivity",
-    "detection_precision",
+    "hd95_sd_mm", "hd95_cases", "msd_mean_mm", "msd_sd_mm", "true_positives", "false_positives", "false_negatives",
+    "detection_sensitivity", "detection_precision",
 )
 
 
@@ -52,15 +52,16 @@ def write_summary(summary: Sequence[Mapping[str, object]], csv_path: Path, markd
 
 def summary_markdown(summary: Sequence[Mapping[str, object]]) -> str:
     """Table 4 for people: mean ± sd per segment, NSD with its tolerance, pooled detection counts."""
-    lines = ["| task | segment | n | Dice | NSD (tolerance) | HD95 (mm) | detection TP/FP/FN |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | segment | n | Dice | NSD (tolerance) | HD95 (mm) | MSD (mm) | detection TP/FP/FN |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in summary:
         detection = (f"{row['true_positives']}/{row['false_positives']}/{row['false_negatives']}"
                      if row["true_positives"] != "" else "")
         lines.append(
             f"| {row['task']} | {row['segment']} | {row['cases']} | {_pm(row['dice_mean'], row['dice_sd'])} | "
             f"{_pm(row['nsd_mean'], row['nsd_sd'])} ({row['tolerance_mm']} mm) | "
-            f"{_pm(row['hd95_mean_mm'], row['hd95_sd_mm'], 2)} | {detection} |"
+            f"{_pm(row['hd95_mean_mm'], row['hd95_sd_mm'], 2)} | {_pm(row['msd_mean_mm'], row['msd_sd_mm'], 2)} | "
+            f"{detection} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -109,6 +110,7 @@ def _summary_row(task: str, segment: str, rows: Sequence[SegmentResult]) -> dict
     dice_mean, dice_sd = _mean_sd([r.dice for r in rows])
     nsd_mean, nsd_sd = _mean_sd([r.nsd for r in rows])
     hd_mean, hd_sd = _mean_sd([r.hd95_mm for r in rows])
+    msd_mean, msd_sd = _mean_sd([r.msd_mm for r in rows])
     tolerances = sorted({r.tolerance_mm for r in rows})
     lesion = [r for r in rows if r.true_positives is not None]
     tp, fp, fn = (sum(getattr(r, name) for r in lesion) for name in
@@ -117,6 +119,7 @@ def _summary_row(task: str, segment: str, rows: Sequence[SegmentResult]) -> dict
         "task": task, "segment": segment, "cases": len(rows), "dice_mean": dice_mean, "dice_sd": dice_sd,
         "nsd_mean": nsd_mean, "nsd_sd": nsd_sd, "tolerance_mm": "/".join(f"{t:g}" for t in tolerances),
         "hd95_mean_mm": hd_mean, "hd95_sd_mm": hd_sd, "hd95_cases": len(_finite([r.hd95_mm for r in rows])),
+        "msd_mean_mm": msd_mean, "msd_sd_mm": msd_sd,
         "true_positives": tp if lesion else "", "false_positives": fp if lesion else "",
         "false_negatives": fn if lesion else "",
         "detection_sensitivity": _ratio(tp, tp + fn) if lesion else "",
