@@ -20,8 +20,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm import tqdm
@@ -134,6 +135,21 @@ def _stream(url: str, partial: Path, have: int, size: int, label: str, timeout_s
             raise FetchError(f"{label}: size mismatch: the record states {size} bytes, the file has {received}")
         if received < size:
             raise http.client.IncompleteRead(b"", size - received)
+
+
+def safe_unpack(archive: Path, dest: Path, name: str, source: str = "") -> None:
+    """Extract a zip (`name`, downloaded from `source`) after refusing every member that is absolute or climbs out
+    with '..'."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                parts = PurePosixPath(member.replace("\\", "/"))
+                if parts.is_absolute() or ".." in parts.parts or (parts.parts and ":" in parts.parts[0]):
+                    raise FetchError(f"{name}: unsafe path {member!r} in the archive (absolute or '..'); refused to "
+                                     "unpack it")
+            zf.extractall(dest)
+    except zipfile.BadZipFile as err:
+        raise FetchError(f"{name}{f' from {source}' if source else ''} is not a valid zip archive: {err}") from err
 
 
 def digests(path: Path) -> tuple[str, str]:

@@ -19,15 +19,14 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from aimi.atomic import replace_folder
-from aimi.download import digests, download, opener, read_record, record_file
+from aimi.download import digests, download, opener, read_record, record_file, safe_unpack
 from aimi.errors import ConfigError, FetchError
 from aimi.manifest import Manifest, WeightsEntry
 
@@ -272,7 +271,7 @@ def _install(archive: Path, entry: WeightsEntry, staging: Path, target: Path, fa
     """Unpack a checked archive into a temp dir, record where it came from, move the model folder into place."""
     unpacked = Path(tempfile.mkdtemp(prefix=f".{entry.id}.", dir=staging))
     try:
-        _safe_unpack(archive, unpacked, entry)
+        safe_unpack(archive, unpacked, entry.file, entry.url)
         archive.unlink()
         folder = _locate_model_folder(unpacked, entry)
         write_provenance(folder, **facts)
@@ -300,20 +299,6 @@ def _download(entry: WeightsEntry, out: Any, timeout_s: float, progress: bool) -
         raise FetchError(f"cannot reach {host} to download {entry.file} ({err.reason}) (offline?)") from err
     except (OSError, http.client.HTTPException) as err:
         raise FetchError(f"download of {entry.file} from {host} failed: {err!r}") from err
-
-
-def _safe_unpack(archive: Path, dest: Path, entry: WeightsEntry) -> None:
-    """Extract a zip after refusing every member that is absolute or climbs out with '..'."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                parts = PurePosixPath(member.replace("\\", "/"))
-                if parts.is_absolute() or ".." in parts.parts or (parts.parts and ":" in parts.parts[0]):
-                    raise FetchError(f"{entry.file}: unsafe path {member!r} in the archive (absolute or '..'); "
-                                     "refused to unpack it")
-            zf.extractall(dest)
-    except zipfile.BadZipFile as err:
-        raise FetchError(f"{entry.file} from {entry.url} is not a valid zip archive: {err}") from err
 
 
 def _locate_model_folder(root: Path, entry: WeightsEntry) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from aimi.cli import main as aimi_main
 from aimi.evaluate import evaluate_pair, metrics
 from aimi.evaluate import report as out
 from aimi.evaluate.cli import add_parser, parse_tolerances, run
+from aimi.evaluate.qa_record import QA_RECORD
 from aimi.models import load_model
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg
@@ -24,6 +26,7 @@ from aimi_testkit.seg_reader import read_seg_masks
 from aimi_testkit.synthetic import GridSpec, StudyInfo, write_series
 from aimi_testkit.testmodel_cli import spec_for
 from tests.evaluate.test_metrics import monai_scores
+from tests.support.zenodo import serving
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 REAL_SEGS = ["dcmqi/liver.dcm", "highdicom/seg_image_ct_binary.dcm", "dcmqi/partial_overlaps.dcm"]
@@ -286,3 +289,55 @@ def test_ai_seg_from_the_kidney_chain_against_the_phantom_truth(kidney_weights: 
     found = results["Tumor"]
     assert (found.true_positives, found.false_positives, found.false_negatives) == tuple(
         vars(metrics.detection(truth == 2, decoded["Tumor"])).values())
+
+
+@pytest.fixture
+def kidney_qa_zip(one_grid, two_grids, tmp_path: Path) -> Path:
+    """A QA record zip laid out as the published one: <task>/ai-segmentations-dcm/, qa-segmentations-dcm/ and
+    qa-results.csv (one corrected case, one blank correction)."""
+    root = tmp_path / "zip-src" / "kidney-ct"
+    for folder in ("ai-segmentations-dcm", "qa-segmentations-dcm"):
+        (root / folder).mkdir(parents=True)
+    series = []
+    for index, (reviewer, ai) in enumerate((one_grid[:2], two_grids)):
+        (root / "qa-segmentations-dcm" / f"{index}.dcm").write_bytes(reviewer.read_bytes())
+        (root / "ai-segmentations-dcm" / f"{index}.dcm").write_bytes(ai.read_bytes())
+        series.append(str(pydicom.dcmread(ai, stop_before_pixels=True).ReferencedSeriesSequence[0].SeriesInstanceUID))
+    out.write_csv(root / "qa-results.csv", ["SeriesInstanceUID", "Reviewer", "AimiProjectYear", "AISegmentation",
+                                            "CorrectedSegmentation"],
+                  [{"SeriesInstanceUID": series[0], "Reviewer": "rad1", "AimiProjectYear": "2024",
+                    "AISegmentation": "0.dcm", "CorrectedSegmentation": "0.dcm"},
+                   {"SeriesInstanceUID": series[1], "Reviewer": "ne1", "AimiProjectYear": "2024",
+                    "AISegmentation": "1.dcm", "CorrectedSegmentation": ""}])
+    archive = tmp_path / "kidney-ct.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(root.parent.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(root.parent).as_posix())
+    return archive
+
+
+def test_idc_fetches_the_tasks_qa_record_checks_it_and_evaluates_it(kidney_qa_zip: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--idc kidney` against a Zenodo stand-in: the record's kidney-ct.zip checked (size, MD5), unpacked once,
+    evaluated as the authors count it; a file unlike its record is refused and nothing unpacked; `--archive` works
+    offline."""
+    with serving(QA_RECORD) as zenodo:
+        monkeypatch.setenv("AIMI_ZENODO_URL", zenodo.url)
+        zenodo.files["kidney-ct.zip"] = kidney_qa_zip.read_bytes()
+        assert evaluate_cli("--idc", "kidney", "-o", str(tmp_path / "out")) == 0
+        rows = read_csv(tmp_path / "out" / "evaluation.csv")
+        assert {(r["reviewer"], r["reference"]) for r in rows} == {("rad1", "corrected"), ("ne1", "ai")}
+        downloads = [path for path, _ in zenodo.requests if path.endswith("/content")]
+        assert evaluate_cli("--idc", "kidney", "-o", str(tmp_path / "out")) == 0  # unpacked already: no download
+        assert [path for path, _ in zenodo.requests if path.endswith("/content")] == downloads
+        assert sorted(p.name for p in (tmp_path / "out" / "qa-record").iterdir()) == ["kidney"]
+
+        zenodo.stated["kidney-ct.zip"] = {"checksum": "md5:" + "0" * 32}
+        assert evaluate_cli("--idc", "kidney", "-o", str(tmp_path / "tampered")) == 1
+        assert not (tmp_path / "tampered" / "qa-record" / "kidney").exists()
+    monkeypatch.setenv("AIMI_ZENODO_URL", zenodo.url)  # the stand-in is gone: offline
+    assert evaluate_cli("--idc", "kidney", "--archive", str(kidney_qa_zip), "-o", str(tmp_path / "offline")) == 0
+    assert len(read_csv(tmp_path / "offline" / "evaluation.csv")) == len(rows)
+    assert evaluate_cli("--idc", "kidney", str(tmp_path), str(tmp_path), "-o", str(tmp_path / "x")) == 2
+    assert evaluate_cli("--archive", str(kidney_qa_zip), "-o", str(tmp_path / "x")) == 2

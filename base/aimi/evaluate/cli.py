@@ -11,6 +11,8 @@ Three ways to pair SEGs:
   agreed and gave no correction: the AI SEG is its reference (as the paper and the authors' notebooks count it;
   `reference` = ai in evaluation.csv). `--year` (AimiProjectYear) and `--reviewers rad|ne` (Reviewer rad*, ne*)
   select rows; Likert answers are counted over the selected rows.
+- `--idc TASK`: the task's zip of the published QA record (Zenodo 13244892; `--archive ZIP` for a local copy),
+  checked against the record, unpacked under OUT/qa-record/ and evaluated as with --qa-results.
 Outputs under OUT: evaluation.csv, summary.csv, summary.md, boxplot-<task>.png, and likert.csv / unpaired.csv.
 Exit codes: 0 every case evaluated, 1 a case failed (named on stderr), 2 usage error.
 """
@@ -27,9 +29,10 @@ from pathlib import Path
 import pydicom
 
 from aimi.atomic import is_temporary
-from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FetchError
 from aimi.evaluate import SegmentResult, evaluate_pair
 from aimi.evaluate import report as out
+from aimi.evaluate.qa_record import QA_CSV, QA_FILES, QA_RECORD, qa_record
 from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
 
 QA_REQUIRED = ("SeriesInstanceUID", "AISegmentation", "CorrectedSegmentation")
@@ -66,12 +69,15 @@ class QaFilter:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="Dice, NSD, HD95 and detection of AI SEGs vs reviewer SEGs")
-    parser.add_argument("prediction", type=Path, help="AI SEG file or folder (e.g. ai-segmentations-dcm/)")
-    parser.add_argument("reference", type=Path, help="reviewer SEG file or folder (e.g. qa-segmentations-dcm/)")
+    parser.add_argument("prediction", type=Path, nargs="?", help="AI SEG file or folder (ai-segmentations-dcm/)")
+    parser.add_argument("reference", type=Path, nargs="?", help="reviewer SEG file or folder (qa-segmentations-dcm/)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the CSVs, table and plots")
     parser.add_argument("--qa-results", type=Path, help="qa-results.csv pairing the two folders' SEGs")
     parser.add_argument("--tolerance", action="append", default=[], metavar="SEGMENT=MM",
                         help="NSD tolerance for one SegmentLabel, over the per-task defaults (repeatable)")
+    parser.add_argument("--idc", choices=sorted(QA_FILES), metavar="TASK",
+                        help=f"the published QA record of TASK ({', '.join(QA_FILES)}), from Zenodo {QA_RECORD}")
+    parser.add_argument("--archive", type=Path, help="with --idc: a local copy of the task's zip (offline)")
     parser.add_argument("--year", action="append", default=[], metavar="YEAR",
                         help="with --qa-results: only rows of this AimiProjectYear (repeatable)")
     parser.add_argument("--reviewers", action="append", default=[], choices=REVIEWER_KINDS,
@@ -79,6 +85,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.idc is None) == (args.prediction is None or args.reference is None) or (args.archive and not args.idc):
+        print("aimi evaluate: error: give PREDICTION and REFERENCE (two SEG files or folders), or --idc TASK "
+              "[--archive ZIP]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.idc:
+            args.prediction, args.reference, args.qa_results = _idc_inputs(args.idc, args.archive, args.output)
+    except FetchError as error:
+        print(f"aimi evaluate: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         tolerances = parse_tolerances(args.tolerance)
         if (args.year or args.reviewers) and args.qa_results is None:
@@ -99,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"aimi evaluate: {failure}", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _idc_inputs(task: str, archive: Path | None, output: Path) -> tuple[Path, Path, Path]:
+    """The two SEG folders and qa-results.csv of the task's published QA record, unpacked under OUT/qa-record/."""
+    root = qa_record(task, output / "qa-record", archive=archive)
+    return root / "ai-segmentations-dcm", root / "qa-segmentations-dcm", root / QA_CSV
 
 
 def parse_tolerances(values: Iterable[str]) -> dict[str, float]:
