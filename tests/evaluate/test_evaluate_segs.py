@@ -18,7 +18,7 @@ from aimi.evaluate import evaluate_pair, metrics
 from aimi.evaluate import report as out
 from aimi.evaluate.cli import add_parser, parse_tolerances, run
 from aimi.evaluate.qa_record import QA_RECORD
-from aimi.models import load_model
+from aimi.models import available_models, load_model
 from aimi.seg.segments import SegmentSpec, parse_segments
 from aimi.seg.writer import SegHeader, build_seg
 from aimi_testkit.phantoms import write_phantom_series
@@ -337,7 +337,29 @@ def test_idc_fetches_the_tasks_qa_record_checks_it_and_evaluates_it(kidney_qa_zi
         assert evaluate_cli("--idc", "kidney", "-o", str(tmp_path / "tampered")) == 1
         assert not (tmp_path / "tampered" / "qa-record" / "kidney").exists()
     monkeypatch.setenv("AIMI_ZENODO_URL", zenodo.url)  # the stand-in is gone: offline
-    assert evaluate_cli("--idc", "kidney", "--archive", str(kidney_qa_zip), "-o", str(tmp_path / "offline")) == 0
+    assert evaluate_cli("--idc", "kidney", "--archive", str(kidney_qa_zip), "-o", str(tmp_path / "offline"),
+                        "--compare-published") == 0
     assert len(read_csv(tmp_path / "offline" / "evaluation.csv")) == len(rows)
+    table4 = {r["segment"]: r for r in read_csv(tmp_path / "offline" / "table4.csv")}
+    summary = {r["segment"]: r for r in read_csv(tmp_path / "offline" / "summary.csv")}
+    assert table4["Kidney"]["n"] == "1" and table4["Kidney"]["NSD tolerance (mm)"] == "7"  # the other: "Kidneys"
+    assert table4["Kidney"]["Dice"] == f"{float(summary['Kidney']['dice_mean']):.2f}"  # one case: no sd
+    compared = (tmp_path / "offline" / "compare-published.md").read_text()
+    dice = float(summary["Kidney"]["dice_mean"])
+    assert f"| kidney | Kidney | dice | {dice:.3f} | 0.97 (0.11) | {dice - 0.97:+.3f} | bamf-health/aimi-kidney-ct" \
+           in compared
     assert evaluate_cli("--idc", "kidney", str(tmp_path), str(tmp_path), "-o", str(tmp_path / "x")) == 2
     assert evaluate_cli("--archive", str(kidney_qa_zip), "-o", str(tmp_path / "x")) == 2
+
+
+@pytest.mark.parametrize("task", ["kidney", "liver", "lung", "breast", "brain"])
+def test_every_segment_of_a_task_has_its_published_figures(task: str) -> None:
+    """The four metrics of each segment (and the brain composites) are found in the model's figures.toml."""
+    from aimi.evaluate.published import published_figures
+
+    figures = published_figures(task)
+    [model] = [m for m in available_models() if m.endswith(f"_{task}")]
+    segments = [s.name.casefold() for s in model_segments(model)]
+    segments += ["whole tumor", "tumor core"] if task == "brain" else []
+    metrics_of = {"kidney": ("dice", "hd95", "nsd")}.get(task, ("dice", "hd95", "nsd", "msd"))
+    assert {(segment, metric) for segment in segments for metric in metrics_of} <= set(figures)

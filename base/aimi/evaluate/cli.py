@@ -13,7 +13,9 @@ Three ways to pair SEGs:
   select rows; Likert answers are counted over the selected rows.
 - `--idc TASK`: the task's zip of the published QA record (Zenodo 13244892; `--archive ZIP` for a local copy),
   checked against the record, unpacked under OUT/qa-record/ and evaluated as with --qa-results.
-Outputs under OUT: evaluation.csv, summary.csv, summary.md, boxplot-<task>.png, and likert.csv / unpaired.csv.
+Outputs under OUT: evaluation.csv, summary.csv, summary.md, table4.csv/.md (the paper's layout),
+boxplot-<task>.png, likert.csv / unpaired.csv, and with --compare-published compare-published.md (the published
+figures beside the computed ones).
 Exit codes: 0 every case evaluated, 1 a case failed (named on stderr), 2 usage error.
 """
 
@@ -32,6 +34,7 @@ from aimi.atomic import is_temporary
 from aimi.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FetchError
 from aimi.evaluate import SegmentResult, evaluate_pair
 from aimi.evaluate import report as out
+from aimi.evaluate.published import comparison_markdown
 from aimi.evaluate.qa_record import QA_CSV, QA_FILES, QA_RECORD, qa_record
 from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
 
@@ -78,6 +81,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--idc", choices=sorted(QA_FILES), metavar="TASK",
                         help=f"the published QA record of TASK ({', '.join(QA_FILES)}), from Zenodo {QA_RECORD}")
     parser.add_argument("--archive", type=Path, help="with --idc: a local copy of the task's zip (offline)")
+    parser.add_argument("--compare-published", action="store_true",
+                        help="print the published figures (models/<name>/figures.toml) beside the computed ones")
     parser.add_argument("--year", action="append", default=[], metavar="YEAR",
                         help="with --qa-results: only rows of this AimiProjectYear (repeatable)")
     parser.add_argument("--reviewers", action="append", default=[], choices=REVIEWER_KINDS,
@@ -111,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                         for result in evaluate_pair(case.reference, case.prediction, case.name, tolerances)]
         except (SegError, OSError) as error:
             failures.append(f"case {case.name}: {error}")
-    _write_outputs(results, qa_rows, args.output)
+    _write_outputs(results, qa_rows, args.output, args.compare_published)
     for failure in failures:
         print(f"aimi evaluate: {failure}", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
@@ -241,9 +246,16 @@ def _resolve(value: str, series: str, folder: Path, csv_dir: Path, index: dict[s
     return index.get(value) or index.get(Path(value).stem) or index.get(series)
 
 
-def _write_outputs(results: list[SegmentResult], qa_rows: list[dict[str, str]], output: Path) -> None:
+def _write_outputs(results: list[SegmentResult], qa_rows: list[dict[str, str]], output: Path,
+                   compare_published: bool) -> None:
     out.write_results_csv(results, output / "evaluation.csv")
-    markdown = out.write_summary(out.summarise(results), output / "summary.csv", output / "summary.md")
+    summary = out.summarise(results)
+    markdown = out.write_summary(summary, output / "summary.csv", output / "summary.md")
+    out.write_table4(summary, output / "table4.csv", output / "table4.md")
+    if compare_published:
+        comparison = comparison_markdown(summary)
+        (output / "compare-published.md").write_text(comparison)
+        markdown += "\n" + comparison
     if qa_rows:
         out.write_likert(out.likert_counts(qa_rows), output / "likert.csv")
     if results:

@@ -1,5 +1,5 @@
-"""Evaluation outputs: per-case CSV, the paper's Table 4 (mean ± sd per segment) as CSV and Markdown, reviewers'
-Likert answers counted per segment, and one box-plot PNG per task.
+"""Evaluation outputs: per-case CSV, the summary (mean ± sd per segment) as CSV and Markdown, the same in the paper's
+Table 4 layout (table4.csv/.md), reviewers' Likert answers counted per segment, and one box-plot PNG per task.
 
 Means and sample standard deviations (ddof 1; NaN for a single case) skip NaN values, so an HD95 that is
 undefined (exactly one mask empty) is left out and `hd95_cases` says over how many cases it was taken. Detection is
@@ -64,6 +64,33 @@ def summary_markdown(summary: Sequence[Mapping[str, object]]) -> str:
             f"{detection} |"
         )
     return "\n".join(lines) + "\n"
+
+
+TABLE4_COLUMNS = ("task", "segment", "n", "Dice", "HD95 (mm)", "NSD", "NSD tolerance (mm)", "MSD (mm)")
+
+
+def write_table4(summary: Sequence[Mapping[str, object]], csv_path: Path, markdown_path: Path) -> None:
+    """The paper's Table 4 layout: per task and segment, mean (sd) of Dice, HD95, NSD at its tolerance and MSD,
+    two decimals as the authors print them."""
+    rows = [{
+        "task": row["task"], "segment": row["segment"], "n": row["cases"],
+        "Dice": _mean_sd_text(row["dice_mean"], row["dice_sd"]),
+        "HD95 (mm)": _mean_sd_text(row["hd95_mean_mm"], row["hd95_sd_mm"]),
+        "NSD": _mean_sd_text(row["nsd_mean"], row["nsd_sd"]), "NSD tolerance (mm)": row["tolerance_mm"],
+        "MSD (mm)": _mean_sd_text(row["msd_mean_mm"], row["msd_sd_mm"]),
+    } for row in summary]
+    write_csv(csv_path, list(TABLE4_COLUMNS), rows)
+    lines = ["| " + " | ".join(TABLE4_COLUMNS) + " |", "|" + "---|" * len(TABLE4_COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in TABLE4_COLUMNS) + " |" for row in rows]
+    markdown_path.write_text("\n".join(lines) + "\n")
+
+
+def _mean_sd_text(mean: object, sd: object) -> str:
+    """'0.97 (0.11)'; 'n/a' without a finite mean, the mean alone for a single case."""
+    mean_f, sd_f = float(str(mean)), float(str(sd))
+    if not np.isfinite(mean_f):
+        return "n/a"
+    return f"{mean_f:.2f} ({sd_f:.2f})" if np.isfinite(sd_f) else f"{mean_f:.2f}"
 
 
 def likert_counts(rows: Iterable[Mapping[str, str]]) -> list[dict[str, object]]:
