@@ -122,6 +122,21 @@ def test_a_manifest_pin_is_checked_too(zenodo: Zenodo, archive: bytes, tmp_path:
     assert leftovers(tmp_path / "w") == []
 
 
+def test_a_zip_that_climbs_out_of_its_folder_is_refused_and_nothing_is_kept(zenodo: Zenodo, archive: bytes,
+                                                                            tmp_path: Path) -> None:
+    """A record whose file checks out (size, MD5 as stated) can still carry a hostile path: refused before any
+    member is written."""
+    hostile = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(hostile, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+        target.writestr("../../outside.txt", b"x")
+    zenodo.files[FILE] = hostile.getvalue()
+    with pytest.raises(FetchError, match=rf"{FILE}: unsafe path '../../outside.txt' in the archive"):
+        fetch(manifest(tmp_path), tmp_path / "w", progress=False)
+    assert leftovers(tmp_path / "w") == [] and not (tmp_path / "outside.txt").exists()
+
+
 def test_a_file_missing_from_the_record_names_what_it_holds(zenodo: Zenodo, tmp_path: Path) -> None:
     zenodo.files["Other.zip"] = b"x"
     with pytest.raises(FetchError, match=rf"record {RECORD} has no file '{FILE}' \(it holds: Other.zip\)"):
