@@ -11,8 +11,9 @@ model_performance_aimi2.ipynb); liver and liver tumor 7 (aimi-liver-tumor-ct @fc
 @778873a); brain 5 for every label and composite (aimi-brain-mr branch brats @acb82f3, commit 423e511 "fix nsd
 tolerance", 7 -> 5). Anything else 2 mm. `tolerances` overrides them per SegmentLabel.
 
-Brain composites, evaluated like segments where a SEG holds their parts (the authors' brats notebook): Whole Tumor =
-necrosis + edema + enhancing tumor, Tumor Core = necrosis + enhancing tumor.
+Composite regions (brain: Whole Tumor = necrosis + edema + enhancing tumor, Tumor Core = necrosis + enhancing tumor,
+as the authors' brats notebook scores them) are data: each model's evaluation.toml (`aimi.evaluate.model_data`),
+evaluated like segments where a SEG holds all their parts, at the tolerance declared there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from aimi.evaluate import metrics
+from aimi.evaluate.model_data import Composite, composites
 from aimi.evaluate.segs import LoadedSeg, Segment, SegmentPair, load_seg, pair_segments
 
 NECROSIS, EDEMA, ENHANCING = "SCT:6574001", "SCT:79654002", "NCIt:C113842"
@@ -35,14 +37,9 @@ TOLERANCES_MM: dict[str, float] = {
     "SCT:39607008": 2.0, "SCT:27925004": 2.0,  # lung, nodule
     "SCT:41216001": 4.0,  # prostate
     "SCT:76752008": 7.0, "SCT:1342375003": 2.0,  # breast, fibroglandular tissue
-    NECROSIS: 5.0, EDEMA: 5.0, ENHANCING: 5.0, "composite:Whole Tumor": 5.0, "composite:Tumor Core": 5.0,
+    NECROSIS: 5.0, EDEMA: 5.0, ENHANCING: 5.0,
 }
 DEFAULT_TOLERANCE_MM = 2.0
-#: Composite regions: name -> the property types whose masks they unite (property type 'composite:<name>').
-COMPOSITES: dict[str, tuple[str, ...]] = {
-    "Whole Tumor": (NECROSIS, EDEMA, ENHANCING),
-    "Tumor Core": (NECROSIS, ENHANCING),
-}
 #: Task of a SEG whose BodyPartExamined is missing, by the property type of its first segment.
 TASK_BY_TYPE: dict[str, str] = {
     "SCT:64033007": "kidney", "SCT:10200004": "liver", "SCT:39607008": "lung", "SCT:41216001": "prostate",
@@ -88,36 +85,42 @@ def evaluate_pair(
     reference, prediction = load_seg(reference_path), load_seg(prediction_path)
     task = task_of(prediction)
     task = task_of(reference) if task == "unknown" else task
+    regions = composites(task)
     overrides = {label.casefold(): mm for label, mm in (tolerances or {}).items()}
+    declared = {region.property_type: region.tolerance_mm for region in regions}
     return [
-        _result(pair, case, task, _tolerance(pair.label, pair.property_type, overrides), reference, prediction)
-        for pair in pair_segments(with_composites(reference), with_composites(prediction))
+        _result(pair, case, task, _tolerance(pair.label, pair.property_type, overrides, declared), reference,
+                prediction)
+        for pair in pair_segments(with_composites(reference, regions), with_composites(prediction, regions))
     ]
 
 
-def with_composites(seg: LoadedSeg) -> LoadedSeg:
-    """`seg` plus each of COMPOSITES whose every part it holds, as one more segment: the parts' masks united."""
+def with_composites(seg: LoadedSeg, regions: tuple[Composite, ...]) -> LoadedSeg:
+    """`seg` plus each region whose every part it holds, as one more segment: the parts' masks united."""
     by_type = {segment.property_type: segment for segment in seg.segments}
     extra = []
-    for name, parts in COMPOSITES.items():
-        if all(part in by_type for part in parts):
-            mask = by_type[parts[0]].mask
-            for part in parts[1:]:
+    for region in regions:
+        if all(part in by_type for part in region.parts):
+            mask = by_type[region.parts[0]].mask
+            for part in region.parts[1:]:
                 mask = sitk.Or(mask, by_type[part].mask)
-            extra.append(Segment(0, name, f"composite:{name}", by_type[parts[0]].category, mask))
+            extra.append(Segment(0, region.name, region.property_type, by_type[region.parts[0]].category, mask))
     return replace(seg, segments=(*seg.segments, *extra))
 
 
 def task_of(seg: LoadedSeg) -> str:
-    """The task name: BodyPartExamined in lower case, else from the first segment's code, else 'unknown'."""
-    if seg.body_part:
-        return seg.body_part.lower()
+    """The task name: BodyPartExamined in lower case where it names a task, else from the first segment's code
+    (a brain SEG may say HEAD), else the body part, else 'unknown'."""
+    body_part = seg.body_part.lower() if seg.body_part else ""
     first = seg.segments[0].property_type if seg.segments else ""
-    return TASK_BY_TYPE.get(first, "unknown")
+    if body_part in TASK_BY_TYPE.values():
+        return body_part
+    return TASK_BY_TYPE.get(first, body_part or "unknown")
 
 
-def _tolerance(label: str, property_type: str, overrides: Mapping[str, float]) -> float:
-    return overrides.get(label.casefold(), TOLERANCES_MM.get(property_type, DEFAULT_TOLERANCE_MM))
+def _tolerance(label: str, property_type: str, overrides: Mapping[str, float], declared: Mapping[str, float]) -> float:
+    known = declared.get(property_type, TOLERANCES_MM.get(property_type, DEFAULT_TOLERANCE_MM))
+    return overrides.get(label.casefold(), known)
 
 
 def _result(

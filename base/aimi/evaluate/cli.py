@@ -9,13 +9,17 @@ Three ways to pair SEGs:
   folder or the CSV) or a UID of the SEG (SeriesInstanceUID or SOPInstanceUID), else the row's SeriesInstanceUID is
   matched to the series a SEG references. A blank CorrectedSegmentation is a reviewed case whose reviewer strongly
   agreed and gave no correction: the AI SEG is its reference (as the paper and the authors' notebooks count it;
-  `reference` = ai in evaluation.csv). `--year` (AimiProjectYear) and `--reviewers rad|ne` (Reviewer rad*, ne*)
-  select rows; Likert answers are counted over the selected rows.
+  `reference` = ai in evaluation.csv). Where the CSV has a Validation column, only its true rows are evaluated
+  (the authors' `qa_df = df[df.Validation]`: the non-expert scored every AI SEG, the radiologist only the
+  validation set). `--year` (AimiProjectYear) and `--reviewers rad|ne` (Reviewer rad*, ne*) select rows; Likert
+  answers are counted over the selected rows, per segment, year and reviewer kind. Tables are grouped by year (the
+  notebooks' aimiv1 = 2023, aimiv2 = 2024) and, with `--by-reviewer`, by reviewer kind.
 - `--idc TASK`: the task's zip of the published QA record (Zenodo 13244892; `--archive ZIP` for a local copy),
   checked against the record, unpacked under OUT/qa-record/ and evaluated as with --qa-results.
-Outputs under OUT: evaluation.csv, summary.csv, summary.md, table4.csv/.md (the paper's layout),
-boxplot-<task>.png, likert.csv / unpaired.csv, and with --compare-published compare-published.md (the published
-figures beside the computed ones).
+Outputs under OUT: evaluation.csv, summary.csv, summary.md, table4.csv/.md (the paper's layout; the Markdown
+headed by what was evaluated and the tolerances), boxplot-<task>.png, reviewed.csv (reviewed cases per task, year
+and reviewer kind: Table 1's "evaluated"), likert.csv / unpaired.csv, and with --compare-published
+compare-published.md (the published figures beside the computed ones).
 Exit codes: 0 every case evaluated, 1 a case failed (named on stderr), 2 usage error.
 """
 
@@ -36,13 +40,16 @@ from aimi.evaluate import SegmentResult, evaluate_pair
 from aimi.evaluate import report as out
 from aimi.evaluate.published import comparison_markdown
 from aimi.evaluate.qa_record import QA_CSV, QA_FILES, QA_RECORD, qa_record
+from aimi.evaluate.report import REVIEWER_KINDS
 from aimi.evaluate.segs import SEG_SOP_CLASSES, SegError
 
 QA_REQUIRED = ("SeriesInstanceUID", "AISegmentation", "CorrectedSegmentation")
-
-
-#: qa-results.csv Reviewer prefixes: radiologists and non-experts (the paper's Table 2).
-REVIEWER_KINDS = ("rad", "ne")
+#: qa-results.csv Validation values, as pandas reads a boolean column.
+VALIDATION = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+#: Table 4 as printed in the paper: under "NSD" it shows values such as 10.54 ± 14.43, which a fraction cannot be.
+PRINTED_NSD_NOTE = ("NSD here is the fraction of both surfaces within the tolerance (0-1). The paper's printed "
+                    "Table 4 shows values such as 10.54 ± 14.43 under \"NSD\" that cannot be a fraction and look "
+                    "like a mean surface distance: compare those with the MSD column.")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,24 @@ class QaFilter:
         return ((not self.years or year in self.years)
                 and (not self.reviewers or reviewer.startswith(self.reviewers)))
 
+    def describe(self) -> str:
+        years = ", ".join(self.years) if self.years else "every year"
+        return f"{years}; {', '.join(self.reviewers) if self.reviewers else 'every reviewer'}"
+
+
+@dataclass(frozen=True)
+class QaRows:
+    """qa-results.csv as evaluated: the rows taken (line number, row), and how many there were before each cut."""
+
+    path: Path
+    taken: list[tuple[int, dict[str, str]]]
+    total: int
+    validation: int
+
+    def describe(self, selected: QaFilter) -> str:
+        return (f"{self.path.name}: {self.total} rows, {self.validation} in the validation set, "
+                f"{len(self.taken)} of them selected ({selected.describe()})")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="Dice, NSD, HD95 and detection of AI SEGs vs reviewer SEGs")
@@ -87,6 +112,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="with --qa-results: only rows of this AimiProjectYear (repeatable)")
     parser.add_argument("--reviewers", action="append", default=[], choices=REVIEWER_KINDS,
                         help="with --qa-results: only rows of radiologists (Reviewer rad*) or non-experts (ne*)")
+    parser.add_argument("--by-reviewer", action="store_true",
+                        help="tables per reviewer kind (rad, ne) as well as per task, year and segment")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         if (args.year or args.reviewers) and args.qa_results is None:
             raise ValueError("--year and --reviewers select rows of --qa-results")
         selected = QaFilter(tuple(args.year), tuple(args.reviewers))
-        cases, failures, qa_rows = _cases(args.prediction, args.reference, args.qa_results, args.output, selected)
+        cases, failures, qa = _cases(args.prediction, args.reference, args.qa_results, args.output, selected)
     except (ValueError, OSError) as error:
         print(f"aimi evaluate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -116,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
                         for result in evaluate_pair(case.reference, case.prediction, case.name, tolerances)]
         except (SegError, OSError) as error:
             failures.append(f"case {case.name}: {error}")
-    _write_outputs(results, qa_rows, args.output, args.compare_published)
+    source = qa.describe(selected) if qa else f"{args.prediction} against {args.reference}"
+    _write_outputs(results, qa, args.output, Layout(args.by_reviewer, args.compare_published, source))
     for failure in failures:
         print(f"aimi evaluate: {failure}", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
@@ -145,19 +173,34 @@ def parse_tolerances(values: Iterable[str]) -> dict[str, float]:
 
 def _cases(
     prediction: Path, reference: Path, qa_results: Path | None, output: Path, selected: QaFilter
-) -> tuple[list[Case], list[str], list[dict[str, str]]]:
-    """The cases to evaluate, the failures found while pairing, and the selected qa-results rows (for Likert
-    counts)."""
+) -> tuple[list[Case], list[str], QaRows | None]:
+    """The cases to evaluate, the failures found while pairing, and the qa-results rows taken (for the counts)."""
     output.mkdir(parents=True, exist_ok=True)
     if qa_results is not None:
-        rows = [(number, row) for number, row in enumerate(_read_qa(qa_results), start=2) if selected.takes(row)]
-        return (*_qa_cases(prediction, reference, qa_results, rows), [row for _, row in rows])
+        qa = _qa_rows(qa_results, selected)
+        return (*_qa_cases(prediction, reference, qa_results, qa.taken), qa)
     if prediction.is_file() and reference.is_file():
-        return [Case(prediction.stem, reference, prediction)], [], []
+        return [Case(prediction.stem, reference, prediction)], [], None
     if prediction.is_dir() and reference.is_dir():
         cases, failures = _folder_cases(prediction, reference, output / "unpaired.csv")
-        return cases, failures, []
+        return cases, failures, None
     raise ValueError(f"{prediction} and {reference} must be two SEG files or two folders")
+
+
+def _qa_rows(path: Path, selected: QaFilter) -> QaRows:
+    """The rows of the validation set (every row without a Validation column) that `selected` takes."""
+    rows = list(enumerate(_read_qa(path), start=2))
+    validation = [(number, row) for number, row in rows if _in_validation(path, number, row)]
+    return QaRows(path, [(n, row) for n, row in validation if selected.takes(row)], len(rows), len(validation))
+
+
+def _in_validation(path: Path, number: int, row: dict[str, str]) -> bool:
+    if "Validation" not in row:
+        return True
+    value = VALIDATION.get(row["Validation"].strip().casefold())
+    if value is None:
+        raise ValueError(f"{path} line {number}: Validation is {row['Validation']!r}, expected True or False")
+    return value
 
 
 def _folder_cases(prediction: Path, reference: Path, unpaired_csv: Path) -> tuple[list[Case], list[str]]:
@@ -246,18 +289,43 @@ def _resolve(value: str, series: str, folder: Path, csv_dir: Path, index: dict[s
     return index.get(value) or index.get(Path(value).stem) or index.get(series)
 
 
-def _write_outputs(results: list[SegmentResult], qa_rows: list[dict[str, str]], output: Path,
-                   compare_published: bool) -> None:
+@dataclass(frozen=True)
+class Layout:
+    """How the tables are cut and headed."""
+
+    by_reviewer: bool
+    compare_published: bool
+    source: str  # what was evaluated, for the table4.md header
+
+
+def _write_outputs(results: list[SegmentResult], qa: QaRows | None, output: Path, layout: Layout) -> None:
     out.write_results_csv(results, output / "evaluation.csv")
-    summary = out.summarise(results)
+    summary = out.summarise(results, by_reviewer=layout.by_reviewer)
     markdown = out.write_summary(summary, output / "summary.csv", output / "summary.md")
-    out.write_table4(summary, output / "table4.csv", output / "table4.md")
-    if compare_published:
+    out.write_table4(summary, output / "table4.csv", output / "table4.md", _table4_header(results, layout.source))
+    out.write_csv(output / "reviewed.csv", out.REVIEWED_COLUMNS, out.reviewed_counts(results))
+    if layout.compare_published:
         comparison = comparison_markdown(summary)
         (output / "compare-published.md").write_text(comparison)
         markdown += "\n" + comparison
-    if qa_rows:
-        out.write_likert(out.likert_counts(qa_rows), output / "likert.csv")
+    if qa:
+        out.write_likert(out.likert_counts(row for _, row in qa.taken), output / "likert.csv")
     if results:
         out.write_boxplots(results, output)
     print(markdown, end="")
+
+
+def _table4_header(results: list[SegmentResult], source: str) -> list[str]:
+    """What table4.md was computed from: the input and its cuts, the cases, the NSD tolerance of each segment."""
+    cases = {(r.case, r.reference) for r in results}
+    blank = sum(reference == "ai" for _, reference in cases)
+    tolerances = {f"{r.task} {r.segment}": f"{r.tolerance_mm:g}" for r in results}
+    return [
+        "# Table 4: AI segmentations against reviewer segmentations",
+        "",
+        f"- Evaluated: {source}.",
+        f"- Cases (series and reviewer): {len(cases)}, of which {blank} without a correction (the AI SEG is the "
+        "reference: Dice 1).",
+        "- NSD tolerance (mm): " + (", ".join(f"{k} {v}" for k, v in tolerances.items()) or "none") + ".",
+        f"- {PRINTED_NSD_NOTE}",
+    ]

@@ -14,10 +14,15 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aimi.models import available_models, load_model
+from aimi.evaluate.model_data import model_file
 
-#: figures.toml keys `analyses.<metric>.<segment>`; NSD carries its tolerance in the metric or the segment.
-_KEY = re.compile(r"^analyses\.(?P<metric>Dice|HD95 \(mm\)|MSD \(mm\)|NSD(?: \(\d+ mm\))?)\.(?P<segment>.+)$")
+#: figures.toml keys `analyses.<metric>[, <year> review].<segment>`; NSD carries its tolerance in the metric or the
+#: segment.
+_KEY = re.compile(r"^analyses\.(?P<metric>Dice|HD95 \(mm\)|MSD \(mm\)|NSD(?: \(\d+ mm\))?)(?:, \d{4} review)?"
+                  r"\.(?P<segment>.+)$")
+#: The review year a figure was computed over, from its source: the notebooks' version aimiv1 (AimiProjectYear
+#: 2023) or aimiv2 (2024).
+_VERSION_YEAR = {"aimiv1": "2023", "aimiv2": "2024"}
 _METRIC = {"Dice": "dice", "HD95 (mm)": "hd95", "MSD (mm)": "msd"}
 _SUMMARY = {"dice": "dice_mean", "hd95": "hd95_mean_mm", "msd": "msd_mean_mm", "nsd": "nsd_mean"}
 
@@ -31,14 +36,18 @@ class Figure:
     def mean(self) -> float:
         return float(self.value.split()[0])
 
+    @property
+    def year(self) -> str:
+        """The AimiProjectYear of the rows the figure was computed over; '' where the source does not say."""
+        version = re.search(r"\baimiv[12]\b", self.source)
+        return _VERSION_YEAR[version.group()] if version else ""
 
-def published_figures(task: str) -> dict[tuple[str, str], Figure]:
-    """(segment in lower case, metric) -> the published figure, for the model whose name ends in `_<task>`."""
-    names = [name for name in available_models() if name.rsplit("_", 1)[-1] == task]
-    if not names:
-        return {}
-    path = load_model(names[0]).path / "figures.toml"
-    if not path.is_file():
+
+def published_figures(task: str) -> dict[tuple[str, str, str], Figure]:
+    """(segment in lower case, metric, year or '') -> the published figure, for the model whose name ends in
+    `_<task>`."""
+    path = model_file(task, "figures.toml")
+    if path is None:
         return {}
     with path.open("rb") as stream:
         figures = tomllib.load(stream).get("figure", [])
@@ -47,7 +56,8 @@ def published_figures(task: str) -> dict[tuple[str, str], Figure]:
         match = _KEY.match(str(figure.get("key", "")))
         if match:
             metric = _METRIC.get(match["metric"], "nsd")
-            found[(_segment(match["segment"]), metric)] = Figure(str(figure["value"]), str(figure["source"]))
+            published = Figure(str(figure["value"]), str(figure["source"]))
+            found[(_segment(match["segment"]), metric, published.year)] = published
     return found
 
 
@@ -57,21 +67,23 @@ def _segment(name: str) -> str:
 
 
 def comparison_markdown(summary: Sequence[Mapping[str, object]]) -> str:
-    """Computed mean against the published one, per task, segment and metric, with the difference."""
-    lines = ["| task | segment | metric | computed | published mean (sd) | difference | source |",
-             "|---|---|---|---|---|---|---|"]
-    cache: dict[str, dict[tuple[str, str], Figure]] = {}
+    """Computed mean against the published one of the same review year (or one that names no year), per task, year,
+    segment and metric, with the difference."""
+    lines = ["| task | year | segment | metric | computed | published mean (sd) | difference | source |",
+             "|---|---|---|---|---|---|---|---|"]
+    cache: dict[str, dict[tuple[str, str, str], Figure]] = {}
     for row in summary:
-        task, segment = str(row["task"]), str(row["segment"])
+        task, segment, year = str(row["task"]), str(row["segment"]), str(row["year"])
         published = cache.setdefault(task, published_figures(task))
         for metric, column in _SUMMARY.items():
             computed = float(str(row[column]))
-            figure = published.get((segment.casefold(), metric))
+            name = segment.casefold()
+            figure = published.get((name, metric, year)) or published.get((name, metric, ""))
             shown = "n/a" if math.isnan(computed) else f"{computed:.3f}"
+            start = f"| {task} | {year or '-'} | {segment} | {metric} | {shown} |"
             if figure is None:
-                lines.append(f"| {task} | {segment} | {metric} | {shown} | not published | | |")
+                lines.append(f"{start} not published | | |")
                 continue
             difference = "" if math.isnan(computed) else f"{computed - figure.mean:+.3f}"
-            lines.append(f"| {task} | {segment} | {metric} | {shown} | {figure.value} | {difference} | "
-                         f"{figure.source} |")
+            lines.append(f"{start} {figure.value} | {difference} | {figure.source} |")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,9 @@
 """Evaluation outputs: per-case CSV, the summary (mean ± sd per segment) as CSV and Markdown, the same in the paper's
-Table 4 layout (table4.csv/.md), reviewers' Likert answers counted per segment, and one box-plot PNG per task.
+Table 4 layout (table4.csv/.md), reviewers' Likert answers counted per segment, the reviewed cases counted per task
+(reviewed.csv) and one box-plot PNG per task.
+
+Rows are grouped by task, AimiProjectYear and segment, as the authors' notebooks aggregate them (`groupby(["label_name",
+"version"])`, version aimiv1 = 2023, aimiv2 = 2024), and by reviewer kind on request.
 
 Means and sample standard deviations (ddof 1; NaN for a single case) skip NaN values, so an HD95 that is
 undefined (exactly one mask empty) is left out and `hd95_cases` says over how many cases it was taken. Detection is
@@ -21,10 +25,15 @@ from aimi.evaluate import SegmentResult
 
 #: qa-results.csv Likert columns: "Was the AI predicted <segment> label accurate?".
 LIKERT_COLUMN = re.compile(r"^\s*Was the AI predicted (?P<segment>.+?) label accurate\?\s*$", re.IGNORECASE)
+#: AIMI-1 records: one Likert score per case and reviewer, for every segment at once.
+LIKERT_SCORE = "LikertScore"
+ALL_SEGMENTS = "(all segments)"
+#: qa-results.csv Reviewer prefixes: radiologists and non-experts (the paper's Table 2).
+REVIEWER_KINDS = ("rad", "ne")
 SUMMARY_COLUMNS = (
-    "task", "segment", "cases", "dice_mean", "dice_sd", "nsd_mean", "nsd_sd", "tolerance_mm", "hd95_mean_mm",
-    "hd95_sd_mm", "hd95_cases", "msd_mean_mm", "msd_sd_mm", "true_positives", "false_positives", "false_negatives",
-    "detection_sensitivity", "detection_precision",
+    "task", "year", "reviewers", "segment", "cases", "dice_mean", "dice_sd", "nsd_mean", "nsd_sd", "tolerance_mm",
+    "hd95_mean_mm", "hd95_sd_mm", "hd95_cases", "msd_mean_mm", "msd_sd_mm", "true_positives", "false_positives",
+    "false_negatives", "detection_sensitivity", "detection_precision",
 )
 
 
@@ -34,12 +43,20 @@ def write_results_csv(results: Sequence[SegmentResult], path: Path) -> None:
     write_csv(path, names, [r.as_row() for r in results])
 
 
-def summarise(results: Sequence[SegmentResult]) -> list[dict[str, object]]:
-    """Table 4: one row per (task, segment) in first-seen order."""
-    groups: dict[tuple[str, str], list[SegmentResult]] = {}
+def reviewer_kind(reviewer: str) -> str:
+    """'rad2' -> 'rad', 'ne1' -> 'ne'; '' for anything else."""
+    name = reviewer.strip().casefold()
+    return next((kind for kind in REVIEWER_KINDS if name.startswith(kind)), "")
+
+
+def summarise(results: Sequence[SegmentResult], by_reviewer: bool = False) -> list[dict[str, object]]:
+    """Table 4: one row per task, year, (reviewer kind,) and segment, in first-seen order; `reviewers` is 'all'
+    unless split by kind."""
+    groups: dict[tuple[str, str, str, str], list[SegmentResult]] = {}
     for result in results:
-        groups.setdefault((result.task, result.segment), []).append(result)
-    return [_summary_row(task, segment, rows) for (task, segment), rows in groups.items()]
+        kind = reviewer_kind(result.reviewer) if by_reviewer else "all"
+        groups.setdefault((result.task, result.year, kind, result.segment), []).append(result)
+    return [_summary_row(key, rows) for key, rows in groups.items()]
 
 
 def write_summary(summary: Sequence[Mapping[str, object]], csv_path: Path, markdown_path: Path) -> str:
@@ -52,13 +69,14 @@ def write_summary(summary: Sequence[Mapping[str, object]], csv_path: Path, markd
 
 def summary_markdown(summary: Sequence[Mapping[str, object]]) -> str:
     """Table 4 for people: mean ± sd per segment, NSD with its tolerance, pooled detection counts."""
-    lines = ["| task | segment | n | Dice | NSD (tolerance) | HD95 (mm) | MSD (mm) | detection TP/FP/FN |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | year | reviewers | segment | n | Dice | NSD (tolerance) | HD95 (mm) | MSD (mm) | "
+             "detection TP/FP/FN |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary:
         detection = (f"{row['true_positives']}/{row['false_positives']}/{row['false_negatives']}"
                      if row["true_positives"] != "" else "")
         lines.append(
-            f"| {row['task']} | {row['segment']} | {row['cases']} | {_pm(row['dice_mean'], row['dice_sd'])} | "
+            f"| {row['task']} | {row['year'] or '-'} | {row['reviewers']} | {row['segment']} | {row['cases']} | "
+            f"{_pm(row['dice_mean'], row['dice_sd'])} | "
             f"{_pm(row['nsd_mean'], row['nsd_sd'])} ({row['tolerance_mm']} mm) | "
             f"{_pm(row['hd95_mean_mm'], row['hd95_sd_mm'], 2)} | {_pm(row['msd_mean_mm'], row['msd_sd_mm'], 2)} | "
             f"{detection} |"
@@ -66,21 +84,25 @@ def summary_markdown(summary: Sequence[Mapping[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLE4_COLUMNS = ("task", "segment", "n", "Dice", "HD95 (mm)", "NSD", "NSD tolerance (mm)", "MSD (mm)")
+TABLE4_COLUMNS = ("task", "year", "reviewers", "segment", "n", "Dice", "HD95 (mm)", "NSD", "NSD tolerance (mm)",
+                  "MSD (mm)")
 
 
-def write_table4(summary: Sequence[Mapping[str, object]], csv_path: Path, markdown_path: Path) -> None:
-    """The paper's Table 4 layout: per task and segment, mean (sd) of Dice, HD95, NSD at its tolerance and MSD,
-    two decimals as the authors print them."""
+def write_table4(summary: Sequence[Mapping[str, object]], csv_path: Path, markdown_path: Path,
+                 header: Sequence[str] = ()) -> None:
+    """The paper's Table 4 layout: per task, year and segment, mean (sd) of Dice, HD95, NSD at its tolerance and MSD,
+    two decimals as the authors print them. `header`: lines put above the Markdown table (what was evaluated)."""
     rows = [{
-        "task": row["task"], "segment": row["segment"], "n": row["cases"],
+        "task": row["task"], "year": row["year"] or "-", "reviewers": row["reviewers"], "segment": row["segment"],
+        "n": row["cases"],
         "Dice": _mean_sd_text(row["dice_mean"], row["dice_sd"]),
         "HD95 (mm)": _mean_sd_text(row["hd95_mean_mm"], row["hd95_sd_mm"]),
         "NSD": _mean_sd_text(row["nsd_mean"], row["nsd_sd"]), "NSD tolerance (mm)": row["tolerance_mm"],
         "MSD (mm)": _mean_sd_text(row["msd_mean_mm"], row["msd_sd_mm"]),
     } for row in summary]
     write_csv(csv_path, list(TABLE4_COLUMNS), rows)
-    lines = ["| " + " | ".join(TABLE4_COLUMNS) + " |", "|" + "---|" * len(TABLE4_COLUMNS)]
+    lines = [*header, *([""] if header else []), "| " + " | ".join(TABLE4_COLUMNS) + " |",
+             "|" + "---|" * len(TABLE4_COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in TABLE4_COLUMNS) + " |" for row in rows]
     markdown_path.write_text("\n".join(lines) + "\n")
 
@@ -93,19 +115,52 @@ def _mean_sd_text(mean: object, sd: object) -> str:
     return f"{mean_f:.2f} ({sd_f:.2f})" if np.isfinite(sd_f) else f"{mean_f:.2f}"
 
 
+LIKERT_COLUMNS = ("segment", "year", "reviewers", "answer", "count")
+
+
 def likert_counts(rows: Iterable[Mapping[str, str]]) -> list[dict[str, object]]:
-    """Per segment and answer, how many reviewers gave it (blank answers left out), sorted by segment, answer."""
-    counts: Counter[tuple[str, str]] = Counter()
+    """Per segment column, AimiProjectYear, reviewer kind and answer, how many reviewers gave it (blank answers left
+    out); AIMI-1's single LikertScore counts for ALL_SEGMENTS."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
     for row in rows:
+        year, kind = row.get("AimiProjectYear", "").strip(), reviewer_kind(row.get("Reviewer", "")) or "other"
         for column, answer in row.items():
             match = LIKERT_COLUMN.match(column or "")
-            if match and answer and answer.strip():
-                counts[(match["segment"].strip(), answer.strip())] += 1
-    return [{"segment": s, "answer": a, "count": n} for (s, a), n in sorted(counts.items())]
+            segment = match["segment"].strip() if match else ALL_SEGMENTS if column == LIKERT_SCORE else None
+            if segment and answer and answer.strip():
+                counts[(segment, year, kind, answer.strip())] += 1
+    return [dict(zip(LIKERT_COLUMNS, (*key, n), strict=True)) for key, n in sorted(counts.items())]
 
 
 def write_likert(counts: Sequence[Mapping[str, object]], path: Path) -> None:
-    write_csv(path, ["segment", "answer", "count"], counts)
+    write_csv(path, list(LIKERT_COLUMNS), counts)
+
+
+REVIEWED_COLUMNS = ("task", "year", "reviewers", "cases", "series", "corrected", "no_correction")
+
+
+def reviewed_counts(results: Sequence[SegmentResult]) -> list[dict[str, object]]:
+    """Table 1's "evaluated": per task, year and reviewer kind (and 'all' of each), the reviewed cases (a series
+    and its reviewer), distinct series, and how many came with a correction or none (the AI SEG as reference)."""
+    cases = {(r.task, r.year, reviewer_kind(r.reviewer) or "other", r.case): r.reference for r in results}
+    rows = []
+    for task in dict.fromkeys(key[0] for key in cases):
+        groups = [(year, kind) for year in ("all", *sorted({k[1] for k in cases if k[0] == task}))
+                  for kind in ("all", *REVIEWER_KINDS, "other")]
+        for year, kind in groups:
+            chosen = {key: reference for key, reference in cases.items() if key[0] == task
+                      and year in ("all", key[1]) and kind in ("all", key[2])}
+            if chosen:
+                references = list(chosen.values())
+                rows.append({"task": task, "year": year or "-", "reviewers": kind, "cases": len(chosen),
+                             "series": len({_series(key[3]) for key in chosen}),
+                             "corrected": references.count("corrected"), "no_correction": references.count("ai")})
+    return rows
+
+
+def _series(case: str) -> str:
+    """A QA case is named '<SeriesInstanceUID> <reviewer>'."""
+    return case.split(" ", 1)[0]
 
 
 def write_boxplots(results: Sequence[SegmentResult], out_dir: Path) -> list[Path]:
@@ -133,7 +188,8 @@ def write_boxplots(results: Sequence[SegmentResult], out_dir: Path) -> list[Path
     return paths
 
 
-def _summary_row(task: str, segment: str, rows: Sequence[SegmentResult]) -> dict[str, object]:
+def _summary_row(key: tuple[str, str, str, str], rows: Sequence[SegmentResult]) -> dict[str, object]:
+    task, year, reviewers, segment = key
     dice_mean, dice_sd = _mean_sd([r.dice for r in rows])
     nsd_mean, nsd_sd = _mean_sd([r.nsd for r in rows])
     hd_mean, hd_sd = _mean_sd([r.hd95_mm for r in rows])
@@ -143,7 +199,8 @@ def _summary_row(task: str, segment: str, rows: Sequence[SegmentResult]) -> dict
     tp, fp, fn = (sum(getattr(r, name) for r in lesion) for name in
                   ("true_positives", "false_positives", "false_negatives"))
     return {
-        "task": task, "segment": segment, "cases": len(rows), "dice_mean": dice_mean, "dice_sd": dice_sd,
+        "task": task, "year": year, "reviewers": reviewers, "segment": segment, "cases": len(rows),
+        "dice_mean": dice_mean, "dice_sd": dice_sd,
         "nsd_mean": nsd_mean, "nsd_sd": nsd_sd, "tolerance_mm": "/".join(f"{t:g}" for t in tolerances),
         "hd95_mean_mm": hd_mean, "hd95_sd_mm": hd_sd, "hd95_cases": len(_finite([r.hd95_mm for r in rows])),
         "msd_mean_mm": msd_mean, "msd_sd_mm": msd_sd,
