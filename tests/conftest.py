@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 
 from aimi.models import load_model
+from aimi_testkit.synthetic_brain import write_brain_study
 from aimi_testkit.testmodel_cli import build_for_model
+from tests.support.chains import BRAIN_FAST, BrainRun, run_chain
 from tests.support.data import SHARED_DATA
 
 #: AIMI_TEST_MKLDNN=0 runs torch without its oneDNN kernels: with OMP_NUM_THREADS, a stand-in on one machine for
@@ -56,3 +59,20 @@ def weights_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
 @pytest.fixture(scope="session")
 def kidney_weights(weights_for: Callable[[str], Path]) -> Path:
     return weights_for("bamf_nnunet_ct_kidney")
+
+
+@pytest.fixture(scope="session")
+def colin27_head(shared_data: Path) -> sitk.Image:
+    """Colin27 (ch2) with skull and scalp: a different subject from the MNI atlas the brain chain registers to."""
+    return sitk.ReadImage(str(shared_data / "mr-brain-templates-nifti" / "ch2.nii.gz"))
+
+
+@pytest.fixture(scope="session")
+def brain_run(colin27_head: sitk.Image, weights_for: Callable[[str], Path],
+              tmp_path_factory: pytest.TempPathFactory) -> BrainRun:
+    """`aimi run bamf_nnunet_mr_brain` once per session (minutes): the brain chain tests and the QA record share it."""
+    root = tmp_path_factory.mktemp("brain")
+    study = write_brain_study(root / "in", head=colin27_head)
+    status, report = run_chain("bamf_nnunet_mr_brain", root / "in", root / "out", weights_for("bamf_nnunet_mr_brain"),
+                               *BRAIN_FAST)
+    return BrainRun(study, status, report, root / "out")

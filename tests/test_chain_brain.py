@@ -8,7 +8,7 @@ the tumour where it was painted on that series' grid: the centre of the segmente
 of the true ellipsoids' centre. That is a check of the geometry (registration, atlas, the way back onto each
 series); how well the tiny model draws the compartments depends on the CPU's arithmetic and is printed, not
 asserted (tests/test_testmodel.py checks the builder's guarantee). The atlas grid is coarse (2 mm) and
-registration stops at half resolution (FAST) to keep the run to about 4 minutes on two busy CPU cores.
+registration stops at half resolution (BRAIN_FAST) to keep the run to about 4 minutes on two busy CPU cores.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -27,11 +26,13 @@ import SimpleITK as sitk
 
 from aimi.labelmaps import dice
 from aimi_testkit.synthetic import voxel_centres
-from aimi_testkit.synthetic_brain import ED, ET, NCR, ROLES, BrainStudy, write_brain_study
+from aimi_testkit.synthetic_brain import ED, ET, NCR, ROLES, write_brain_study
 from tests.support.chains import (
+    BRAIN_ATLAS_SPACING_MM,
+    BRAIN_FAST,
+    BrainRun,
     assert_viewers_read_it,
     decoded_labels,
-    run_chain,
     segment_codes,
     segment_colours,
     table_colours,
@@ -44,31 +45,12 @@ MODEL = "bamf_nnunet_mr_brain"
 ALTERED = "49755003"
 SEGMENTS = {NCR: ("Necrosis", "6574001", ALTERED), ED: ("Edema", "79654002", ALTERED),
             ET: ("Enhancing Tumor", "C113842", ALTERED)}
-#: How far the segmented tumour's centre may lie from the true one: the 2 mm atlas grid, plus half the series'
-#: coarsest voxel edge (the 5 mm slices of the T1 series), for the labels' round trip through it.
-ATLAS_SPACING_MM = 2.0
-#: A 2 mm atlas grid and registrations stopped at half resolution: the same Dice, a third of the run time.
-FAST = ("--set", f"AtlasRegistration.spacing_mm={ATLAS_SPACING_MM:g}",
-        "--set", "RigidRegistration.shrink_factors=[4,2]", "--set", "RigidRegistration.smoothing_mm=[2.0,1.0]",
-        "--set", "AtlasRegistration.shrink_factors=[4,2]", "--set", "AtlasRegistration.smoothing_mm=[2.0,1.0]")
+#: How far the segmented tumour's centre may lie from the true one: the 2 mm atlas grid (BRAIN_FAST), plus half the
+#: series' coarsest voxel edge (the 5 mm slices of the T1 series), for the labels' round trip through it.
+ATLAS_SPACING_MM = BRAIN_ATLAS_SPACING_MM
 
 
-@pytest.fixture(scope="module")
-def head(shared_data: Path) -> sitk.Image:
-    """Colin27 (ch2) with skull and scalp: a different subject from the MNI atlas the chain registers to."""
-    return sitk.ReadImage(str(shared_data / "mr-brain-templates-nifti" / "ch2.nii.gz"))
-
-
-@pytest.fixture(scope="module")
-def brain_run(head: sitk.Image, weights_for: Callable[[str], Path],
-              tmp_path_factory: pytest.TempPathFactory) -> tuple[BrainStudy, int, dict[str, Any], Path]:
-    root = tmp_path_factory.mktemp("brain")
-    study = write_brain_study(root / "in", head=head)
-    status, report = run_chain(MODEL, root / "in", root / "out", weights_for(MODEL), *FAST)
-    return study, status, report, root / "out"
-
-
-def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, int, dict[str, Any], Path],
+def test_one_valid_seg_per_series_referencing_it(brain_run: BrainRun,
                                                  tmp_path: Path):
     study, status, report, out = brain_run
     assert status == 0, report["cases"]
@@ -85,7 +67,7 @@ def test_one_valid_seg_per_series_referencing_it(brain_run: tuple[BrainStudy, in
     assert case["id"] == pydicom.dcmread(study.files["t1c"][0]).StudyInstanceUID
 
 
-def test_tumour_is_at_its_physical_position_on_every_series(brain_run: tuple[BrainStudy, int, dict[str, Any], Path]):
+def test_tumour_is_at_its_physical_position_on_every_series(brain_run: BrainRun):
     study, status, report, out = brain_run
     assert status == 0, report["cases"]
     offsets, scores = {}, {}
@@ -105,11 +87,12 @@ def test_tumour_is_at_its_physical_position_on_every_series(brain_run: tuple[Bra
         assert offset <= tolerance, (role, offset, tolerance)
 
 
-def test_a_study_missing_flair_fails_naming_it(head: sitk.Image, weights_for: Callable[[str], Path], tmp_path: Path):
+def test_a_study_missing_flair_fails_naming_it(colin27_head: sitk.Image, weights_for: Callable[[str], Path],
+                                               tmp_path: Path):
     """Through the `aimi` command itself: exit status 1, and the run report names the missing role."""
-    study = write_brain_study(tmp_path / "in", head=head, roles=("t1", "t1c", "t2"), scale=3.0)
+    study = write_brain_study(tmp_path / "in", head=colin27_head, roles=("t1", "t1c", "t2"), scale=3.0)
     command = [sys.executable, "-m", "aimi.cli", "run", MODEL, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-               "--weights", str(weights_for(MODEL)), "--no-tta", *FAST]
+               "--weights", str(weights_for(MODEL)), "--no-tta", *BRAIN_FAST]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     assert result.returncode == 1, result.stderr
     [case] = json.loads((tmp_path / "out" / "run-report.json").read_text())["cases"]

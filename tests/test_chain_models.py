@@ -18,11 +18,12 @@ import pytest
 import SimpleITK as sitk
 
 from aimi_testkit.phantoms import write_phantom_series
-from aimi_testkit.synthetic import GridSpec, StudyInfo, grid_from_image, write_series
+from aimi_testkit.synthetic import GridSpec, StudyInfo
 from tests.support.chains import (
     assert_viewers_read_it,
     decoded_labels,
     exported_labels,
+    real_ct_as_dicom,
     run_chain,
     segment_codes,
     segment_colours,
@@ -77,15 +78,6 @@ def test_chain_writes_a_valid_seg_equal_to_its_label_map(name: str, weights_for:
     np.testing.assert_array_equal(labels, exported_labels(seg_path))
     assert labels.shape == truth.shape
     assert_viewers_read_it(seg_path, task.model, files, tmp_path / "readers")
-
-
-def real_ct_as_dicom(nifti: Path, out: Path, crop: tuple[slice, slice, slice] | None = None) -> list[Path]:
-    """A real NIfTI CT written as a DICOM series (optionally a crop of it), geometry kept."""
-    image = sitk.ReadImage(str(nifti))
-    if crop:
-        image = image[crop]
-    grid, volume = grid_from_image(image)
-    return write_series(volume, grid, out, study=StudyInfo.new("REAL"), series_description="real CT")
 
 
 @pytest.mark.parametrize(("name", "nifti", "crop"), [
