@@ -18,6 +18,8 @@ from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
 from aimi.models import available_models, load_model
 from aimi.registry import registry
+from aimi.review.cli import add_parser as add_review_parser
+from aimi.review.cli import run as run_review
 from aimi.run_options import add_run_options, run_options
 from aimi.weights import (
     FetchError,
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "the target (default 2000)")
 
     add_evaluate_parser(commands)
+    add_review_parser(commands)
     add_batch_parser(commands)
     return parser
 
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         return run_evaluate(args)
+    if args.command == "review":
+        return run_review(args)
     if args.command == "batch":
         return run_batch(args)
     weights_dir = getattr(args, "weights", None) or default_weights_dir()

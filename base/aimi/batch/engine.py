@@ -62,6 +62,7 @@ class Outcome:
     module: str = ""
     reason: str = ""
     outputs: tuple[str, ...] = ()
+    measurements: dict[str, Any] = field(default_factory=dict)
 
 
 def run_batch(uids: list[str], source: Source, settings: BatchSettings) -> int:
@@ -114,7 +115,8 @@ def _process(ledger: Ledger, runner: Runner, todo: list[str], source: Source, se
             began = time.perf_counter()
             outcome = _segment(runner, item)
             ledger.finish(item.uid, outcome.state, module=outcome.module, reason=outcome.reason,
-                          outputs=outcome.outputs, seconds=time.perf_counter() - began)
+                          outputs=outcome.outputs, seconds=time.perf_counter() - began,
+                          measurements=outcome.measurements)
             prefetcher.release(item)
             count += 1
             _advance(progress, count, len(todo), time.perf_counter() - clock, item.uid, outcome.state)
@@ -139,7 +141,8 @@ def _segment(runner: Runner, item: Fetched) -> Outcome:
     failed = [r for r in results if r.status == "failed"]
     if failed:
         return Outcome("failed", failed[0].module, failed[0].error)
-    return Outcome("done", outputs=tuple(p for r in results for p in r.outputs))
+    measured = {step: values for r in results for step, values in r.measurements.items()}
+    return Outcome("done", outputs=tuple(p for r in results for p in r.outputs), measurements=measured)
 
 
 def _advance(progress: tqdm, count: int, todo: int, seconds: float, uid: str, state: str) -> None:

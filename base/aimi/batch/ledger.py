@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aimi.report import now
@@ -30,9 +30,12 @@ CREATE TABLE IF NOT EXISTS series (
     reason TEXT NOT NULL DEFAULT '',
     outputs TEXT NOT NULL DEFAULT '[]',
     seconds REAL NOT NULL DEFAULT 0,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    measurements TEXT NOT NULL DEFAULT '{}'
 )
 """
+#: Columns added after the first release, for ledgers written before them: name -> definition.
+_ADDED_COLUMNS = {"measurements": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,13 @@ class Entry:
     outputs: tuple[str, ...]
     seconds: float
     updated: str
+    measurements: dict[str, object] = field(default_factory=dict)  # step -> what it measured (the run report's)
 
     def as_dict(self) -> dict[str, object]:
         return {"series_uid": self.uid, "state": self.state, "attempts": self.attempts,
                 "interruptions": self.interruptions, "failed_module": self.module or None,
                 "reason": self.reason or None, "outputs": list(self.outputs), "seconds": round(self.seconds, 3),
-                "updated": self.updated}
+                "updated": self.updated, **({"measurements": self.measurements} if self.measurements else {})}
 
 
 class Ledger:
@@ -65,6 +69,10 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(series)")}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE series ADD COLUMN {name} {definition}")
 
     def close(self) -> None:
         self._db.close()
@@ -115,13 +123,15 @@ class Ledger:
         self._set(uid, "UPDATE series SET state = 'running', updated = ? WHERE uid = ?", (now(), uid))
 
     def finish(self, uid: str, state: str, *, module: str = "", reason: str = "", outputs: Iterable[str] = (),
-               seconds: float = 0.0) -> None:
-        """Record a finished attempt (done, failed or skipped) with its reason and outputs, atomically."""
+               seconds: float = 0.0, measurements: dict[str, object] | None = None) -> None:
+        """Record a finished attempt (done, failed or skipped) with its reason, outputs and measurements,
+        atomically."""
         if state not in TERMINAL:
             raise ValueError(f"finish: state {state!r} is not one of {', '.join(TERMINAL)}")
         self._set(uid, "UPDATE series SET state = ?, attempts = attempts + 1, module = ?, reason = ?, outputs = ?, "
-                  "seconds = ?, updated = ? WHERE uid = ?",
-                  (state, module, reason, json.dumps(list(outputs)), seconds, now(), uid))
+                  "seconds = ?, updated = ?, measurements = ? WHERE uid = ?",
+                  (state, module, reason, json.dumps(list(outputs)), seconds, now(), json.dumps(measurements or {}),
+                   uid))
 
     def _set(self, uid: str, sql: str, values: tuple[object, ...]) -> None:
         with self._transaction() as db:
@@ -131,7 +141,7 @@ class Ledger:
     def entries(self, uids: Iterable[str] | None = None) -> list[Entry]:
         """Rows in manifest order (only `uids` when given)."""
         wanted = set(uids) if uids is not None else None
-        rows = self._db.execute("SELECT uid, state, attempts, interruptions, module, reason, outputs, seconds, updated "
-                                "FROM series ORDER BY position")
-        return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8])
+        rows = self._db.execute("SELECT uid, state, attempts, interruptions, module, reason, outputs, seconds, "
+                                "updated, measurements FROM series ORDER BY position")
+        return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8], json.loads(r[9]))
                 for r in rows if wanted is None or r[0] in wanted]

@@ -3,7 +3,8 @@
 nnunetv2's `nnUNetPredictor`, in-process, built once per run and reused for every case. Channels are taken from the
 model folder's own dataset.json and mapped to case roles by name; folds, TTA mirroring, tile step and device are
 settings (the run options --folds, --no-tta, --step-size and --device set them). A chain of several models (breast)
-has one step per model, each wiring its own label map.
+has one step per model, each wiring its own label map. Each prediction also measures its own doubt per label (fold
+disagreement, entropy, volume; aimi.inference.uncertainty) for the run report, which `aimi review select` ranks by.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from aimi.core.case import MAIN, Case
 from aimi.core.context import RunContext
 from aimi.core.log import event
 from aimi.core.module import Module
-from aimi.core.ports import IMAGES, LABELMAP, PROVENANCE, Port, ports
+from aimi.core.ports import IMAGES, LABELMAP, MEASURED, PROVENANCE, Port, ports
 from aimi.errors import CaseError, ConfigError, one_line
 from aimi.inference.device import resolve_device
+from aimi.inference.uncertainty import predict_with_doubt
 from aimi.weights import CHECKPOINT_NAMES, model_folder, provenance, require_weights
 
 log = logging.getLogger("aimi.nnunet")
@@ -123,6 +125,7 @@ class NNUnetRunner(Module):
     outputs = ports(
         labels=Port(LABELMAP, "the model's label map, on the grid of its first channel's image", MAIN),
         provenance=Port(PROVENANCE, "weights id -> Zenodo record, file, md5, sha256, converter", "provenance"),
+        measurements=MEASURED,
     )
     Settings = Settings
 
@@ -183,10 +186,10 @@ class NNUnetRunner(Module):
     def __call__(self, case: Case) -> None:
         model = self.model
         reference, volume = self._input(case, self.read(case, "images"))
-        segmentation = self._predictor(model).predict_single_npy_array(
-            volume, {"spacing": list(reversed(reference.GetSpacing()))}, None, None, False
-        )
-        labelmap = sitk.GetImageFromArray(np.asarray(segmentation, dtype=np.uint8))
+        segmentation, doubt = predict_with_doubt(self._predictor(model), volume, list(reversed(reference.GetSpacing())),
+                                                 model.label_values)
+        self.write(case, "measurements", {self.name: {"doubt": doubt.as_dict()}})
+        labelmap = sitk.GetImageFromArray(segmentation)
         labelmap.CopyInformation(reference)
         self.write(case, "labels", labelmap)
         entry = self.context.manifest.entry(model.weights_id)
