@@ -51,6 +51,7 @@ def run_model(
     report = {
         **report_header(context.model_name, context.manifest, weights_dir, workflow_label, runner.effective_options(),
                         started),
+        "input": str(input_dir.resolve()),  # where the series were read: aimi review package finds them there
         "summary": summary(results, discovery.series),
         "series": discovery.series,
         "ignored_files": discovery.ignored_files,

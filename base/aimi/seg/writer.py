@@ -7,7 +7,7 @@ SEG frame references its source SOP instance (DerivationImageSequence/SourceImag
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +62,12 @@ def build_seg(
     header: SegHeader,
     *,
     keep_empty_frames: bool = False,
+    algorithm_types: Mapping[int, str] | None = None,
 ) -> hd.seg.Segmentation:
     """A BINARY SEG with one segment per table entry, in table order, each frame referencing its source slice.
+
+    `algorithm_types`: SegmentAlgorithmType per label value where not AUTOMATIC (a reviewer's correction:
+    SEMIAUTOMATIC, or MANUAL for a segment drawn by hand, which carries no algorithm identification).
 
     `labels` is (slices, rows, cols) of integers in source frame order; `source_datasets` need headers only.
     Every segment is described even when its mask is empty (a segment may have no frames, PS3.3 C.8.20.2), so all
@@ -73,7 +77,8 @@ def build_seg(
     """
     _check_labels(labels, source_datasets, segments)
     omit = not keep_empty_frames and bool(labels.any())
-    seg = _segmentation(labels, source_datasets, segments, header, omit_empty_frames=omit)
+    seg = _segmentation(labels, source_datasets, segments, header, omit_empty_frames=omit,
+                        algorithm_types=algorithm_types or {})
     _even_packing(seg, source_datasets)
     seg.BodyPartExamined = header.body_part_examined
     fit_text_to_vr(seg)
@@ -135,12 +140,13 @@ def _frame_item(template: Dataset, number: int, position: int) -> Dataset:
 
 
 def _segmentation(labels: np.ndarray, source_datasets: Sequence[Dataset], segments: Sequence[SegmentSpec],
-                  header: SegHeader, *, omit_empty_frames: bool) -> hd.seg.Segmentation:
+                  header: SegHeader, *, omit_empty_frames: bool,
+                  algorithm_types: Mapping[int, str]) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=source_datasets,
         pixel_array=_segment_number_map(labels, segments),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(segments, header),
+        segment_descriptions=_segment_descriptions(segments, header, algorithm_types),
         series_instance_uid=hd.UID(),
         series_number=header.series_number,
         sop_instance_uid=hd.UID(),
@@ -223,25 +229,28 @@ def _unknown_values(labels: np.ndarray, known: set[int]) -> list[int]:
     return [int(v) for v in np.flatnonzero(counts) if v != 0 and v not in known]
 
 
-def _segment_descriptions(segments: Sequence[SegmentSpec], header: SegHeader) -> list[hd.seg.SegmentDescription]:
+def _segment_descriptions(segments: Sequence[SegmentSpec], header: SegHeader,
+                          algorithm_types: Mapping[int, str]) -> list[hd.seg.SegmentDescription]:
     algorithm = hd.AlgorithmIdentificationSequence(
         name=header.algorithm_name, family=header.algorithm_family, version=header.algorithm_version,
         source=header.algorithm_source, parameters=header.algorithm_parameters or None,
     )
-    return [_segment_description(number, spec, algorithm) for number, spec in enumerate(segments, start=1)]
+    return [_segment_description(number, spec, algorithm, algorithm_types.get(spec.label, "AUTOMATIC"))
+            for number, spec in enumerate(segments, start=1)]
 
 
 def _segment_description(
-    number: int, spec: SegmentSpec, algorithm: hd.AlgorithmIdentificationSequence
+    number: int, spec: SegmentSpec, algorithm: hd.AlgorithmIdentificationSequence, algorithm_type: str
 ) -> hd.seg.SegmentDescription:
-    """One SegmentSequence item (Segment Description Macro, PS3.3 C.8.20.2), SegmentAlgorithmType AUTOMATIC."""
+    """One SegmentSequence item (Segment Description Macro, PS3.3 C.8.20.2)."""
+    kind = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     description = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=spec.name,
         segmented_property_category=spec.category,
         segmented_property_type=spec.type,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
+        algorithm_type=kind,
+        algorithm_identification=None if kind == hd.seg.SegmentAlgorithmTypeValues.MANUAL else algorithm,
         anatomic_regions=[spec.region] if spec.region is not None else None,
         display_color=hd.color.CIELabColor.from_rgb(*spec.rgb) if spec.rgb else None,
     )
