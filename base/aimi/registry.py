@@ -18,6 +18,7 @@ def registry() -> dict[str, type[Module]]:
     from aimi.io.dicom_importer import DicomImporter
     from aimi.io.dseg_converter import DsegConverter
     from aimi.io.nifti_converter import NiftiConverter
+    from aimi.io.volume_report import VolumeReport
     from aimi.postprocess.component_size_filter import ComponentSizeFilter
     from aimi.postprocess.fuse_label_maps import FuseLabelMaps
     from aimi.postprocess.keep_largest_components import KeepLargestComponents
@@ -40,6 +41,7 @@ def registry() -> dict[str, type[Module]]:
         ComponentSizeFilter,
         FuseLabelMaps,
         DsegConverter,
+        VolumeReport,
         DataOrganizer,
     ]
     return {module.__name__: module for module in modules}

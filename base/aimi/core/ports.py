@@ -40,12 +40,13 @@ TRANSFORMS = Kind("Transforms", "per role: a point of the reference role -> the 
 TRANSFORM = Kind("Transform", "one spatial transform: a point of the target space -> the same point in the source")
 GRID = Kind("Grid", "an image whose grid (origin, spacing, direction, size) other steps resample onto")
 SEGS = Kind("Segs", "one DICOM SEG dataset per role (pydicom Dataset)")
+REPORTS = Kind("Reports", "one DICOM SR dataset per role (pydicom Dataset), each describing that role's SEG")
 FILES = Kind("Files", "paths written under the output folder", merges=True)
 PROVENANCE = Kind("Provenance", "weights id -> Zenodo record, file, md5, sha256, converter", merges=True)
 MEASUREMENTS = Kind("Measurements", "step -> what it measured (numbers for the run report)", merges=True)
 WARNINGS = Kind("Warnings", "what a step noticed that does not fail the case, for the run report", merges=True)
 
-KINDS = (SERIES, IMAGES, LABELMAP, SERIES_LABELMAPS, TRANSFORMS, TRANSFORM, GRID, SEGS, FILES, PROVENANCE,
+KINDS = (SERIES, IMAGES, LABELMAP, SERIES_LABELMAPS, TRANSFORMS, TRANSFORM, GRID, SEGS, REPORTS, FILES, PROVENANCE,
          MEASUREMENTS, WARNINGS)
 
 

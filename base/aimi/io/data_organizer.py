@@ -1,8 +1,9 @@
-"""DataOrganizer: the SEGs (and, when asked, label maps and QC overlays) as files under the output folder.
+"""DataOrganizer: the SEGs (and, when asked, label maps, QC overlays and volume SRs) as files under the output folder.
 
-Layout `<SeriesInstanceUID>/<model>.seg.dcm` by default, optional label map on the source grid and QC overlay
-PNG beside it. Every file is written to a temporary name and renamed once all of a case's files are complete, so
-no partial file ever appears. Folder names come from UIDs only after checking they are UIDs.
+Layout `<SeriesInstanceUID>/<model>.seg.dcm` by default, optional label map on the source grid, QC overlay PNG and
+VolumeReport's SR (`<model>.volumes.sr.dcm`) beside it. Every file is written to a temporary name and renamed once
+all of a case's files are complete, so no partial file ever appears. Folder names come from UIDs only after
+checking they are UIDs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import SimpleITK as sitk
 from aimi.atomic import stage
 from aimi.core.case import MAIN, SERIES, Case, DicomSeries
 from aimi.core.module import Module
-from aimi.core.ports import FILES, IMAGES, LABELMAP, SEGS, SERIES_LABELMAPS, Port, ports
+from aimi.core.ports import FILES, IMAGES, LABELMAP, REPORTS, SEGS, SERIES_LABELMAPS, Port, ports
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.dicom.resample import role_on_source_grid
 from aimi.errors import CaseError, os_reason
@@ -94,6 +95,8 @@ class DataOrganizer(Module):
                     "or qc_png", MAIN, optional=True),
         images=Port(IMAGES, "the volumes under the QC overlay, on the series grids; needed only with qc_png",
                     "images", optional=True),
+        reports=Port(REPORTS, "SRs to write beside the SEGs, by role (<model>.volumes.sr.dcm)", "reports",
+                     optional=True),
     )
     outputs = ports(files=Port(FILES, "every file written, once complete", "files"))
     Settings = Settings
@@ -110,6 +113,7 @@ class DataOrganizer(Module):
                 created += _make_folders(target.parent)
                 staged.append((stage(target, lambda p, s=seg: s.save_as(p, enforce_file_format=True)), target))
                 staged.extend(self._extras(case, role, series, target))
+                staged.extend(self._report(case, role, target))
             for temporary, target in staged:
                 os.replace(temporary, target)
         except BaseException as error:
@@ -131,6 +135,14 @@ class DataOrganizer(Module):
                                                 study_uid=safe_uid(series.study_uid),
                                                 model=self.context.model_name, role=safe_name(role))
         return self.context.output_dir / relative
+
+    def _report(self, case: Case, role: str, seg_path: Path) -> list[tuple[Path, Path]]:
+        """The role's SR (VolumeReport), if one was made, beside its SEG."""
+        report = (self.read(case, "reports") or {}).get(role)
+        if report is None:
+            return []
+        target = seg_path.with_name(seg_path.name.removesuffix(".seg.dcm") + ".volumes.sr.dcm")
+        return [(stage(target, lambda p: report.save_as(p, enforce_file_format=True)), target)]
 
     def _extras(self, case: Case, role: str, series: DicomSeries, seg_path: Path) -> list[tuple[Path, Path]]:
         """The label map and QC overlay beside the SEG, when asked for (only then is a label map needed)."""
