@@ -70,9 +70,10 @@ def colin27_head(shared_data: Path) -> sitk.Image:
 @pytest.fixture(scope="session")
 def brain_run(colin27_head: sitk.Image, weights_for: Callable[[str], Path],
               tmp_path_factory: pytest.TempPathFactory) -> BrainRun:
-    """`aimi run bamf_nnunet_mr_brain` once per session (minutes): the brain chain tests and the QA record share it."""
+    """`aimi run bamf_nnunet_mr_brain` once per session (minutes), writing the review space too: the brain chain
+    tests, the QA record and the brain review share it."""
     root = tmp_path_factory.mktemp("brain")
     study = write_brain_study(root / "in", head=colin27_head)
     status, report = run_chain("bamf_nnunet_mr_brain", root / "in", root / "out", weights_for("bamf_nnunet_mr_brain"),
-                               *BRAIN_FAST)
+                               *BRAIN_FAST, "--set", "ReviewSpace.write=true")
     return BrainRun(study, status, report, root / "out")

@@ -12,6 +12,7 @@ def registry() -> dict[str, type[Module]]:
     from aimi.brain.bias_field_corrector import BiasFieldCorrector
     from aimi.brain.brain_extractor import BrainExtractor
     from aimi.brain.labels_to_series import LabelsToSeries
+    from aimi.brain.review_space import ReviewSpace
     from aimi.brain.rigid_registration import RigidRegistration
     from aimi.inference.nnunet_runner import NNUnetRunner
     from aimi.io.data_organizer import DataOrganizer
@@ -36,6 +37,7 @@ def registry() -> dict[str, type[Module]]:
         NNUnetRunner,
         RemapLabels,
         LabelsToSeries,
+        ReviewSpace,
         KeepLargestComponents,
         MaskToRegion,
         ComponentSizeFilter,

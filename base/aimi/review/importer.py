@@ -2,7 +2,10 @@
 
 Reads, per folder of DIR: package.json, image/ (the source series), ai-seg.dcm, qa-row.csv (filled) and the
 correction if the reviewer saved one (corrected.seg.nrrd, or a label map corrected.nrrd / corrected.nii.gz in the
-model's values). Writes OUT as the published QA record lays it out, which `aimi evaluate --qa-results` reads:
+model's values). A brain study's folder holds the atlas-space volumes and labels (atlas/, the correction saved there),
+every series (series/<role>/), their AI SEGs (ai-seg/<role>.dcm) and the transforms: the correction goes back onto
+each series through the exact inverse of its way into the atlas, one SEG and one row per series.
+Writes OUT as the published QA record lays it out, which `aimi evaluate --qa-results` reads:
 - ai-segmentations-dcm/<SeriesInstanceUID>.dcm: the AI SEG;
 - qa-segmentations-dcm/<SeriesInstanceUID>_<Reviewer>.dcm: the correction as a DICOM SEG on the original series;
   each segment the reviewer left as it was stays AUTOMATIC with the AI's algorithm, a changed one is SEMIAUTOMATIC,
@@ -18,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from aimi.atomic import write_atomically
+from aimi.brain.spaces import from_atlas, resample
 from aimi.review.package import labels_on_series, segment_table, source_image
 from aimi.review.slicer import SlicerFileError, read_labels
 from aimi.seg.segments import SegmentSpec
@@ -39,6 +43,8 @@ AI_FOLDER, QA_FOLDER, QA_CSV = "ai-segmentations-dcm", "qa-segmentations-dcm", "
 
 @dataclass(frozen=True)
 class Imported:
+    """One qa-results row written, and the correction SEG it names (None: the reviewer gave none)."""
+
     folder: Path
     row: dict[str, str]
     correction: Path | None
@@ -50,8 +56,8 @@ def import_reviews(packages: Path, out: Path) -> tuple[list[Imported], list[str]
     done, failures = [], []
     for folder in sorted(p.parent for p in packages.glob("*/package.json")):
         try:
-            done.append(_import_one(folder, out))
-        except (ValueError, OSError, KeyError) as error:
+            done += _import_one(folder, out)
+        except (ValueError, OSError, KeyError, RuntimeError) as error:
             failures.append(f"{folder}: {error}")
     if done:
         columns = list(dict.fromkeys(column for item in done for column in item.row))
@@ -59,38 +65,81 @@ def import_reviews(packages: Path, out: Path) -> tuple[list[Imported], list[str]
     return done, failures
 
 
-def _import_one(folder: Path, out: Path) -> Imported:
+@dataclass(frozen=True)
+class _Series:
+    """One reviewed series of a package: its files, its AI SEG, and how a correction lands on its grid."""
+
+    uid: str
+    files: list[Path]
+    ai_seg: Path
+    onto_grid: Callable[[sitk.Image, sitk.Image], sitk.Image]  # (corrected labels, series grid) -> labels on grid
+
+
+def _import_one(folder: Path, out: Path) -> list[Imported]:
+    """One row (and SEG, if corrected) per series of the package: one series, or every series of a brain study."""
     manifest = json.loads((folder / "package.json").read_text())
-    row = _filled_row(folder / "qa-row.csv")
-    reviewer, uid = row["Reviewer"], manifest["series_uid"]
-    ai_name = f"{uid}.dcm"
-    (out / AI_FOLDER).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / "ai-seg.dcm", out / AI_FOLDER / ai_name)
-    row.update({"SeriesInstanceUID": uid, "AISegmentation": ai_name, "CorrectedSegmentation": ""})
-    correction = next((folder / name for name in CORRECTIONS if (folder / name).is_file()), None)
-    if correction is None:
-        return Imported(folder, row, None)
+    filled = _filled_row(folder / "qa-row.csv")
     segments = segment_table(manifest["model"])
-    seg = _correction_seg(folder, correction, segments, reviewer)
-    name = f"{uid}_{reviewer}.dcm"
-    (out / QA_FOLDER).mkdir(parents=True, exist_ok=True)
-    write_atomically(out / QA_FOLDER / name, lambda partial: seg.save_as(partial, enforce_file_format=True))
-    row["CorrectedSegmentation"] = name
-    return Imported(folder, row, out / QA_FOLDER / name)
+    if manifest.get("space") == "atlas":
+        reviewed, correction = _atlas_series(folder, manifest), _correction(folder / "atlas") or _correction(folder)
+    else:
+        reviewed = [_Series(manifest["series_uid"], sorted((folder / "image").iterdir()), folder / "ai-seg.dcm",
+                            _same_space)]
+        correction = _correction(folder)
+    corrected = None
+    if correction is not None:
+        try:
+            corrected = read_labels(correction, segments)
+        except SlicerFileError as error:
+            raise ValueError(str(error)) from None
+    done = []
+    for series in reviewed:
+        row = dict(filled)
+        ai_name = f"{series.uid}.dcm"
+        (out / AI_FOLDER).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(series.ai_seg, out / AI_FOLDER / ai_name)
+        row.update({"SeriesInstanceUID": series.uid, "AISegmentation": ai_name, "CorrectedSegmentation": ""})
+        written = None
+        if corrected is not None:
+            seg = _correction_seg(series, corrected, segments, row["Reviewer"])
+            written = out / QA_FOLDER / f"{series.uid}_{row['Reviewer']}.dcm"
+            written.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(written, lambda partial, s=seg: s.save_as(partial, enforce_file_format=True))
+            row["CorrectedSegmentation"] = written.name
+        done.append(Imported(folder, row, written))
+    return done
 
 
-def _correction_seg(folder: Path, correction: Path, segments: Sequence[SegmentSpec], reviewer: str) -> Dataset:
-    """The reviewer's label map as a SEG on the package's series, referencing the AI SEG."""
-    files = sorted((folder / "image").iterdir())
-    grid, ordered = source_image(files)
-    try:
-        corrected = read_labels(correction, segments)
-    except SlicerFileError as error:
-        raise ValueError(str(error)) from None
-    on_grid = sitk.Resample(corrected, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    labels = sitk.GetArrayFromImage(on_grid)
-    ai_labels = sitk.GetArrayFromImage(labels_on_series(folder / "ai-seg.dcm", files, segments))
-    ai = pydicom.dcmread(folder / "ai-seg.dcm", stop_before_pixels=True)
+def _correction(folder: Path) -> Path | None:
+    return next((folder / name for name in CORRECTIONS if (folder / name).is_file()), None)
+
+
+def _same_space(labels: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    return sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def _atlas_series(folder: Path, manifest: dict[str, object]) -> list[_Series]:
+    """A brain study's series, each with the exact inverse of its way into the atlas (as LabelsToSeries)."""
+    atlas = sitk.ReadTransform(str(folder / "transforms" / str(manifest["atlas_transform"])))
+    reviewed = []
+    for role, uid in dict(manifest["roles"]).items():  # type: ignore[call-overload]
+        inverse = from_atlas(sitk.ReadTransform(str(folder / "transforms" / f"{role}.tfm")), atlas)
+
+        def onto(labels: sitk.Image, grid: sitk.Image, transform: sitk.Transform = inverse) -> sitk.Image:
+            return resample(labels, grid, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
+
+        reviewed.append(_Series(str(uid), sorted((folder / "series" / role).iterdir()),
+                                folder / "ai-seg" / f"{role}.dcm", onto))
+    return reviewed
+
+
+def _correction_seg(series: _Series, corrected: sitk.Image, segments: Sequence[SegmentSpec], reviewer: str
+                    ) -> Dataset:
+    """The reviewer's label map as a SEG on the series, referencing the AI SEG."""
+    grid, ordered = source_image(series.files)
+    labels = sitk.GetArrayFromImage(series.onto_grid(corrected, grid))
+    ai_labels = sitk.GetArrayFromImage(labels_on_series(series.ai_seg, series.files, segments))
+    ai = pydicom.dcmread(series.ai_seg, stop_before_pixels=True)
     sources = [pydicom.dcmread(path, stop_before_pixels=True) for path in ordered]
     seg = build_seg(labels.astype(np.uint8), sources, segments, _header(ai, reviewer),
                     algorithm_types=_algorithm_types(labels, ai_labels, segments))

@@ -27,6 +27,9 @@ import pydicom
 import SimpleITK as sitk
 
 from aimi.atomic import replace_folder
+from aimi.brain.review_space import ATLAS_TRANSFORM as SPACE_TRANSFORM
+from aimi.brain.review_space import FOLDER as SPACE_FOLDER
+from aimi.brain.review_space import LABELS as SPACE_LABELS
 from aimi.dicom.scan import scan
 from aimi.evaluate.segs import load_seg
 from aimi.models import load_model
@@ -56,7 +59,7 @@ INSTRUCTIONS = """Review of one AI segmentation
 @dataclass(frozen=True)
 class Packaged:
     folder: Path
-    series_uid: str
+    series_uid: str  # or, for a brain study, its StudyInstanceUID
 
 
 def likert_question(segment: str) -> str:
@@ -76,7 +79,13 @@ def package(review_list: Path, out: Path, input_dir: Path | None = None) -> list
             raise ValueError(f"{run}: its report does not say which folder it read; give --input DICOM_FOLDER")
         series = sources.setdefault(folder, _series_files(folder))
         segments = segment_table(row["model"])
-        for output in row["outputs"].split():
+        outputs = row["outputs"].split()
+        labels = [run / o for o in outputs if o.endswith(f"/{SPACE_FOLDER}/{SPACE_LABELS}")]
+        if labels:  # brain: the reviewer corrects the atlas-space labels the model wrote
+            done.append(_package_study(int(row["rank"]), row, labels[0].parent,
+                                       [run / o for o in outputs if o.endswith(".seg.dcm")], series, segments, out))
+            continue
+        for output in outputs:
             if output.endswith(".seg.dcm"):
                 done.append(_package_one(int(row["rank"]), row, run / output, series, segments, out))
     return done
@@ -116,6 +125,66 @@ def _package_one(rank: int, row: dict[str, str], seg_path: Path, series: dict[st
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Packaged(target, uid)
+
+
+ATLAS_INSTRUCTIONS = """Review of one brain study, in the atlas space the model saw (as the paper's reviewers did)
+
+1. In 3D Slicer: load the contrasts in atlas/ (*.nii.gz) and atlas/ai.seg.nrrd.
+2. Correct the segments in Segment Editor; keep their names.
+3. If you changed anything: save the segmentation as atlas/corrected.seg.nrrd. If you strongly agree, save nothing.
+   `aimi review import` takes the correction back onto each original series (series/) through the inverse of the
+   registration (transforms/), one SEG per series.
+4. Fill qa-row.csv: Reviewer (e.g. rad1, ne1), one answer per question:
+{scale}
+"""
+
+
+def _package_study(rank: int, row: dict[str, str], space: Path, seg_paths: Sequence[Path],
+                   series: dict[str, list[Path]], segments: Sequence[SegmentSpec], out: Path) -> Packaged:
+    """A brain study: the atlas-space contrasts and labels, the transforms, every series and its AI SEG."""
+    study = space.parent.name
+    target = out / f"{rank:03d}-{study}"
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=out))
+    try:
+        for folder in ("atlas", "transforms", "series", "ai-seg"):
+            (staging / folder).mkdir()
+        roles = {}
+        for path in sorted(space.iterdir()):
+            if path.name == SPACE_LABELS:
+                labels = sitk.ReadImage(str(path))
+                write_seg_nrrd(labels, segments, staging / "atlas" / "ai.seg.nrrd")
+            elif path.name.endswith(".nii.gz"):
+                shutil.copyfile(path, staging / "atlas" / path.name)
+            elif path.name.endswith(".tfm"):
+                shutil.copyfile(path, staging / "transforms" / path.name)
+        by_series = {str(pydicom.dcmread(p, stop_before_pixels=True).ReferencedSeriesSequence[0].SeriesInstanceUID): p
+                     for p in seg_paths}
+        for role, uid in _roles(row).items():
+            if uid not in series or uid not in by_series:
+                raise ValueError(f"study {study}: series {uid} ({role}) or its SEG is missing; give --input")
+            (staging / "series" / role).mkdir()
+            for index, path in enumerate(sorted(series[uid])):
+                shutil.copyfile(path, staging / "series" / role / f"{index:05d}.dcm")
+            shutil.copyfile(by_series[uid], staging / "ai-seg" / f"{role}.dcm")
+            roles[role] = uid
+        header = pydicom.dcmread(next(iter(by_series.values())), stop_before_pixels=True)
+        _write_row(staging / "qa-row.csv", header, "", segments)
+        (staging / "package.json").write_text(json.dumps({
+            "model": row["model"], "case": row["case"], "space": "atlas", "roles": roles, "rank": rank,
+            "reasons": row["reasons"], "segments": {str(s.label): s.name for s in segments},
+            "atlas_transform": SPACE_TRANSFORM}, indent=1))
+        (staging / "README.txt").write_text(
+            ATLAS_INSTRUCTIONS.format(scale="\n".join(f"   {v}" for v in LIKERT_SCALE)))
+        replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Packaged(target, study)
+
+
+def _roles(row: dict[str, str]) -> dict[str, str]:
+    """The review list's `series` column ('t1=1.2... t1c=1.2...') as role -> SeriesInstanceUID."""
+    return dict(item.split("=", 1) for item in row["series"].split())
 
 
 def source_image(files: Sequence[Path]) -> tuple[sitk.Image, list[Path]]:
