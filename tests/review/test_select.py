@@ -85,6 +85,20 @@ def test_reasons_name_disagreeing_folds_and_missing_segments(tmp_path: Path) -> 
     assert candidate.reasons == ("kidney: folds disagree (Dice 0.60)", "tumor: none found")
 
 
+def test_a_volume_unlike_the_cohorts_is_named_without_changing_the_score(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    volumes = [300.0, 280.0, 320.0, 310.0, 295.0, 305.0, 290.0, 315.0, 2400.0]  # one kidney pair eight times too big
+    cases = [{"id": f"c{i}", "series": {"ct": f"s{i}"}, "status": "done", "outputs": [],
+              "measurements": doubt(0.1, kidney={"voxels": 100, "entropy": 0.1, "fold_dice": None, "volume_ml": ml})}
+             for i, ml in enumerate(volumes)]
+    (tmp_path / "run" / "run-report.json").write_text(json.dumps({"model": {"name": KIDNEY}, "cases": cases}))
+    pool = {c.case: c for c in candidates([tmp_path / "run"])}
+    assert pool["c8"].reasons == ("kidney: volume 2400.0 mL, unlike the other 8 cases' (median 305.0 mL)",)
+    assert all(not pool[f"c{i}"].reasons for i in range(8)) and {c.score for c in pool.values()} == {0.1}
+    (tmp_path / "run" / "run-report.json").write_text(json.dumps({"model": {"name": KIDNEY}, "cases": cases[-4:]}))
+    assert not any(c.reasons for c in candidates([tmp_path / "run"]))  # four cases make no cohort
+
+
 def test_batch_ledgers_keep_the_doubt_old_ledgers_included(tmp_path: Path) -> None:
     """A ledger written before measurements were kept gets the column; a batch report's series are candidates."""
     old = sqlite3.connect(tmp_path / "ledger.sqlite")

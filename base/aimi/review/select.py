@@ -4,6 +4,10 @@ measured (aimi.inference.uncertainty, in run-report.json or batch-report.json).
 Strategies: `uncertainty` (most doubtful first), `random` (the paper's way, a seeded baseline), `stratified` (one
 case at random from each of as many equal bands of the doubt ranking as cases are wanted: the whole range, for
 an unbiased estimate of quality). A case's score is the largest of its steps' doubts (breast: two models).
+
+Volume sanity without invented norms: a segment whose volume lies far from the other cases' of the same model and
+step (robust z-score of log volume over at least MIN_COHORT cases beyond VOLUME_Z) is named in the reasons; it does
+not change the score.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ LIST_COLUMNS = ("rank", "case", "model", "score", "reasons", "run", "series", "o
 STRATEGIES = ("uncertainty", "random", "stratified")
 #: Doubts worth a reviewer's note: entropy over predicted voxels, and fold Dice below these.
 ENTROPY_NOTE, FOLD_DICE_NOTE = 0.2, 0.9
+#: Volume sanity: cases of one model that make a cohort, and how far (robust z of log volume) an outlier lies.
+MIN_COHORT, VOLUME_Z = 8, 3.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Candidate:
     outputs: tuple[str, ...]
     score: float
     reasons: tuple[str, ...]
+    volumes: tuple[tuple[str, float], ...] = ()  # ('<step>: <label>', mL) of each segment found
 
 
 def candidates(folders: Iterable[Path]) -> list[Candidate]:
@@ -52,7 +59,31 @@ def candidates(folders: Iterable[Path]) -> list[Candidate]:
         for entry in report.get("cases") or report.get("series") or []:
             if entry.get("status", entry.get("state")) == "done":
                 found.append(_candidate(folder, model, entry))
-    return found
+    return _with_volume_outliers(found)
+
+
+def _with_volume_outliers(pool: list[Candidate]) -> list[Candidate]:
+    """Each candidate with a reason for every segment volume unlike its cohort's (same model, step and label)."""
+    cohorts: dict[tuple[str, str], list[float]] = {}
+    for item in pool:
+        for name, ml in item.volumes:
+            cohorts.setdefault((item.model, name), []).append(math.log(ml))
+    notes = {}
+    for key, logs in cohorts.items():
+        if len(logs) >= MIN_COHORT:
+            median = float(np.median(logs))
+            spread = 1.4826 * float(np.median(np.abs(np.asarray(logs) - median)))
+            notes[key] = (median, spread)
+    result = []
+    for item in pool:
+        extra = []
+        for name, ml in item.volumes:
+            median, spread = notes.get((item.model, name), (0.0, 0.0))
+            if spread > 0 and abs(math.log(ml) - median) / spread > VOLUME_Z:
+                extra.append(f"{name}: volume {ml:.1f} mL, unlike the other {len(cohorts[(item.model, name)]) - 1} "
+                             f"cases' (median {math.exp(median):.1f} mL)")
+        result.append(replace(item, reasons=(*item.reasons, *extra)) if extra else item)
+    return result
 
 
 def select(pool: Sequence[Candidate], fraction: float, strategy: str, seed: int = 0) -> list[Candidate]:
@@ -84,9 +115,13 @@ def _candidate(folder: Path, model: str, entry: Mapping[str, Any]) -> Candidate:
     reasons = [reason for step, doubt in steps.items() for reason in _reasons(step, doubt, len(steps) > 1)]
     uid = str(entry.get("id") or entry.get("series_uid"))  # a run's case, or a batch's series
     series = entry["series"] if isinstance(entry.get("series"), dict) else {"series": uid}
+    volumes = tuple((f"{step}: {name}" if len(steps) > 1 else name, float(label["volume_ml"]))
+                    for step, doubt in steps.items() for name, label in (doubt.get("labels") or {}).items()
+                    if label.get("voxels") and label.get("volume_ml"))
     return Candidate(folder, uid, model, dict(series),
                      tuple(entry.get("outputs") or ()), max(scores, default=float("nan")),
-                     tuple(reasons) or (("no doubt measured (run before aimi measured it)",) if not steps else ()))
+                     tuple(reasons) or (("no doubt measured (run before aimi measured it)",) if not steps else ()),
+                     volumes)
 
 
 def _reasons(step: str, doubt: Mapping[str, Any], name_step: bool) -> list[str]:
