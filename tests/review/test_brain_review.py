@@ -77,7 +77,7 @@ def test_an_atlas_edit_lands_on_each_series_where_the_inverse_transform_puts_it(
     for role, uid in study.series_uids.items():
         seg_path = record / "qa-segmentations-dcm" / rows[uid]["CorrectedSegmentation"]
         assert dciodvfy_errors(seg_path) == [], role
-        grid, ordered = source_image(sorted((folder / "series" / role).iterdir()))
+        grid, ordered, _ = source_image(sorted((folder / "series" / role).iterdir()))
         uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in ordered]
         enhancing = read_seg_masks(seg_path, uids)["Enhancing Tumor"]
         # atlas point -> this series' point: atlas -> reference role, then reference role -> role

@@ -100,7 +100,7 @@ def test_the_package_holds_what_slicer_opens(reviewed) -> None:
         rgb = [float(v) for v in image.GetMetaData(f"Segment{index}_Color").split()]
         assert np.allclose(np.asarray(rgb) * 255, colours[image.GetMetaData(f"Segment{index}_Name")], atol=0.5)
     assert image.GetMetaData("Segmentation_MasterRepresentation") == "Binary labelmap"
-    series, ordered = source_image(sorted((edited / "image").iterdir()))
+    series, ordered, _ = source_image(sorted((edited / "image").iterdir()))
     assert image.GetSize() == series.GetSize() and np.allclose(image.GetOrigin(), series.GetOrigin())
     uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in ordered]
     masks = read_seg_masks(edited / "ai-seg.dcm", uids)
@@ -118,7 +118,7 @@ def test_the_correction_differs_from_the_ai_seg_by_exactly_the_edit(reviewed) ->
     assert row_ne["CorrectedSegmentation"] == ""  # no correction file, no SEG (the paper's strong agreement)
     seg_path = root / "record" / "qa-segmentations-dcm" / row_rad["CorrectedSegmentation"]
     assert sorted(p.name for p in (root / "record" / "qa-segmentations-dcm").iterdir()) == [seg_path.name]
-    _, ordered = source_image(sorted((edited / "image").iterdir()))
+    _, ordered, _ = source_image(sorted((edited / "image").iterdir()))
     uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in ordered]
     masks = read_seg_masks(seg_path, uids)
     decoded = np.zeros_like(corrected)

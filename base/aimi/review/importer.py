@@ -136,11 +136,10 @@ def _atlas_series(folder: Path, manifest: dict[str, object]) -> list[_Series]:
 def _correction_seg(series: _Series, corrected: sitk.Image, segments: Sequence[SegmentSpec], reviewer: str
                     ) -> Dataset:
     """The reviewer's label map as a SEG on the series, referencing the AI SEG."""
-    grid, ordered = source_image(series.files)
+    grid, _, sources = source_image(series.files)
     labels = sitk.GetArrayFromImage(series.onto_grid(corrected, grid))
-    ai_labels = sitk.GetArrayFromImage(labels_on_series(series.ai_seg, series.files, segments))
+    ai_labels = sitk.GetArrayFromImage(labels_on_series(series.ai_seg, grid, segments))
     ai = pydicom.dcmread(series.ai_seg, stop_before_pixels=True)
-    sources = [pydicom.dcmread(path, stop_before_pixels=True) for path in ordered]
     seg = build_seg(labels.astype(np.uint8), sources, segments, _header(ai, reviewer),
                     algorithm_types=_algorithm_types(labels, ai_labels, segments))
     _reference(seg, ai)

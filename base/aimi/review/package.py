@@ -112,7 +112,7 @@ def _package_one(rank: int, row: dict[str, str], seg_path: Path, series: dict[st
         (staging / "image").mkdir()
         for index, path in enumerate(sorted(series[uid])):
             shutil.copyfile(path, staging / "image" / f"{index:05d}.dcm")
-        write_seg_nrrd(labels_on_series(seg_path, sorted(series[uid]), segments), segments,
+        write_seg_nrrd(labels_on_series(seg_path, source_image(series[uid])[0], segments), segments,
                        staging / "ai.seg.nrrd")
         shutil.copyfile(seg_path, staging / "ai-seg.dcm")
         _write_row(staging / "qa-row.csv", header, uid, segments)
@@ -187,23 +187,30 @@ def _roles(row: dict[str, str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in row["series"].split())
 
 
-def source_image(files: Sequence[Path]) -> tuple[sitk.Image, list[Path]]:
-    """The series as SimpleITK reads it, slices in position order along the slice normal, and that order."""
-    def position(path: Path) -> float:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        orientation = np.asarray(header.ImageOrientationPatient, float)
-        normal = np.cross(orientation[:3], orientation[3:])
-        return float(np.dot(normal, np.asarray(header.ImagePositionPatient, float)))
-
-    ordered = sorted(files, key=position)
+def source_image(files: Sequence[Path]) -> tuple[sitk.Image, list[Path], list[pydicom.Dataset]]:
+    """The series as SimpleITK reads it, slices in position order along the slice normal, that order of the files
+    and their headers (no pixels)."""
+    ordered, headers = ordered_headers(files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(path) for path in ordered])
-    return reader.Execute(), ordered
+    return reader.Execute(), ordered, headers
 
 
-def labels_on_series(seg_path: Path, files: Sequence[Path], segments: Sequence[SegmentSpec]) -> sitk.Image:
+def ordered_headers(files: Sequence[Path]) -> tuple[list[Path], list[pydicom.Dataset]]:
+    """The files and their headers (no pixels) in position order along the slice normal, each header read once."""
+    headers = {path: pydicom.dcmread(path, stop_before_pixels=True) for path in files}
+
+    def position(path: Path) -> float:
+        orientation = np.asarray(headers[path].ImageOrientationPatient, float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        return float(np.dot(normal, np.asarray(headers[path].ImagePositionPatient, float)))
+
+    ordered = sorted(files, key=position)
+    return ordered, [headers[path] for path in ordered]
+
+
+def labels_on_series(seg_path: Path, grid: sitk.Image, segments: Sequence[SegmentSpec]) -> sitk.Image:
     """The SEG's segments as one label map on the series grid (nearest neighbour from the SEG's own geometry)."""
-    grid, _ = source_image(files)
     labels = np.zeros(sitk.GetArrayViewFromImage(grid).shape, np.uint8)
     values = {s.name.casefold(): s.label for s in segments}
     for segment in load_seg(seg_path).segments:
