@@ -51,6 +51,7 @@ class BrainExtractor(Module):
     outputs = ports(mask=Port(LABELMAP, "the brain mask (0/1) on the reference role's grid", "brain_mask"),
                     measurements=MEASURED)
     Settings = Settings
+    on_device = True  # deepbet's network: one case at a time, beside other cases' CPU steps
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
         super().__init__(settings, context)

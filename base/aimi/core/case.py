@@ -44,6 +44,7 @@ class Case:
     series: dict[str, DicomSeries]
     artifacts: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    handoff: dict[Any, Any] = field(default_factory=dict)  # a module's own state between its phases, not an artifact
 
     def __post_init__(self) -> None:
         self.artifacts.setdefault(SERIES, self.series)

@@ -16,7 +16,8 @@ OPTION_SETTINGS = ("device", "folds", "tta", "step_size", "keep_empty_frames")
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Run-wide options from the CLI. None: not given, the workflow's setting holds. fail_fast is the runner's own."""
+    """Run-wide options from the CLI. None: not given, the workflow's setting holds. fail_fast, workers and
+    memory_budget_gb are the runner's own (None: from the machine's cores and memory)."""
 
     device: str | None = None
     folds: str | None = None
@@ -24,6 +25,8 @@ class RunOptions:
     step_size: float | None = None
     keep_empty_frames: bool | None = None
     fail_fast: bool = False
+    workers: int | None = None
+    memory_budget_gb: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """The given options that override module settings."""

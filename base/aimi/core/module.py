@@ -3,6 +3,10 @@
 A module class declares `inputs` and `outputs` (port name -> aimi.core.ports.Port) and a `Settings` dataclass whose
 fields are the keys a workflow may set. It reads and writes the case only through its ports (`read`, `write`), so the
 workflow's wiring, checked before the first case, is the whole data flow.
+
+A module's work on a case is one or more `Phase`s: CPU work, or work on the device (a network). The runner overlaps
+one case's device phase with other cases' CPU phases (aimi.core.pipeline); a module that runs a network either
+sets `on_device` or splits itself (NNUnetRunner: preprocess, predict, export).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from aimi.core.case import SERIES, Case
@@ -18,6 +22,15 @@ from aimi.core.context import RunContext
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.core.ports import Port, Wiring, default_wiring, ports
 from aimi.errors import CaseError, ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One part of a step's work on a case. `on_device`: it runs a network, one case at a time; CPU phases of
+    other cases run beside it."""
+
+    run: Callable[[Case], None]
+    on_device: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +44,7 @@ class Module:
     inputs: ClassVar[Mapping[str, Port]] = ports()
     outputs: ClassVar[Mapping[str, Port]] = ports()
     Settings: ClassVar[type] = NoSettings
+    on_device: ClassVar[bool] = False  # the whole step runs a network
 
     def __init__(self, settings: Any, context: RunContext) -> None:
         self.settings = settings
@@ -64,6 +78,10 @@ class Module:
             merged.extend(value) if isinstance(merged, list) else merged.update(value)
         else:
             case.artifacts[name] = value
+
+    def phases(self) -> tuple[Phase, ...]:
+        """The step's work on a case, in order; one phase unless the module splits its CPU and device work."""
+        return (Phase(self.__call__, self.on_device),)
 
     def __call__(self, case: Case) -> None:
         raise NotImplementedError

@@ -5,6 +5,8 @@ model folder's own dataset.json and mapped to case roles by name; folds, TTA mir
 settings (the run options --folds, --no-tta, --step-size and --device set them). A chain of several models (breast)
 has one step per model, each wiring its own label map. Each prediction also measures its own doubt per label (fold
 disagreement, entropy, volume; aimi.inference.uncertainty) for the run report, which `aimi review select` ranks by.
+Its work on a case is three phases - nnU-Net preprocessing (CPU), the network (device), export back to the input
+grid (CPU) - so that the runner overlaps one case's network time with other cases' CPU work.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import SimpleITK as sitk
 from aimi.core.case import MAIN, Case
 from aimi.core.context import RunContext
 from aimi.core.log import event
-from aimi.core.module import Module
+from aimi.core.module import Module, Phase
 from aimi.core.ports import IMAGES, LABELMAP, MEASURED, PROVENANCE, Port, ports
 from aimi.errors import CaseError, ConfigError, one_line
 from aimi.inference.device import resolve_device
-from aimi.inference.uncertainty import predict_with_doubt
+from aimi.inference.uncertainty import FoldLogits, export_with_doubt, predict_folds, preprocess
 from aimi.weights import CHECKPOINT_NAMES, model_folder, provenance, require_weights
 
 log = logging.getLogger("aimi.nnunet")
@@ -120,6 +122,19 @@ def _output_values(dataset: dict[str, Any]) -> dict[int, str]:
     return {int(value): name for name, value in labels.items() if int(value) != 0}
 
 
+def _spacing(image: sitk.Image) -> list[float]:
+    return list(reversed(image.GetSpacing()))
+
+
+@dataclass
+class _InFlight:
+    """One case between the runner's phases: the grid to export onto, nnU-Net's preprocessed input, the logits."""
+
+    reference: sitk.Image
+    prepared: dict[str, Any]
+    network: FoldLogits | None = None
+
+
 class NNUnetRunner(Module):
     inputs = ports(images=Port(IMAGES, "the volumes the model's channels are taken from, by role", "images"))
     outputs = ports(
@@ -183,14 +198,28 @@ class NNUnetRunner(Module):
             "models": {model.weights_id: {"folds": list(model.folds), "channels": model.channel_names}},
         }
 
+    def phases(self) -> tuple[Phase, ...]:
+        return (Phase(self.preprocess), Phase(self.predict, on_device=True), Phase(self.export))
+
     def __call__(self, case: Case) -> None:
-        model = self.model
+        for phase in self.phases():
+            phase.run(case)
+
+    def preprocess(self, case: Case) -> None:
         reference, volume = self._input(case, self.read(case, "images"))
-        segmentation, doubt = predict_with_doubt(self._predictor(model), volume, list(reversed(reference.GetSpacing())),
-                                                 model.label_values)
+        case.handoff[self] = _InFlight(reference, preprocess(self._predictor(self.model), volume, _spacing(reference)))
+
+    def predict(self, case: Case) -> None:
+        flight = case.handoff[self]
+        flight.network = predict_folds(self._predictor(self.model), flight.prepared.pop("data"))
+
+    def export(self, case: Case) -> None:
+        model, flight = self.model, case.handoff.pop(self)
+        segmentation, doubt = export_with_doubt(self._predictor(model), flight.prepared["data_properties"],
+                                                flight.network, _spacing(flight.reference), model.label_values)
         self.write(case, "measurements", {self.name: {"doubt": doubt.as_dict()}})
         labelmap = sitk.GetImageFromArray(segmentation)
-        labelmap.CopyInformation(reference)
+        labelmap.CopyInformation(flight.reference)
         self.write(case, "labels", labelmap)
         entry = self.context.manifest.entry(model.weights_id)
         self.write(case, "provenance",

@@ -1,7 +1,9 @@
 """One nnU-Net prediction with what it says about its own doubt, at no extra model cost.
 
 Inputs: an initialised nnUNetPredictor, one case's channels (c, z, y, x) and their spacing. Outputs: the label map on
-the input grid (as `predict_single_npy_array` returns it) and, per output label, what review selection ranks by:
+the input grid (as `predict_single_npy_array` returns it) and, per output label, what review selection ranks by.
+Three parts, so that a runner can overlap them across cases: `preprocess` and `export_with_doubt` are CPU work,
+`predict_folds` the network's. Per label:
 - `fold_dice`: mean Dice between each fold's own segmentation and the ensemble's (None with one fold). The folds
   are run one at a time through nnU-Net's own `predict_logits_from_preprocessed_data` and averaged as it averages
   them, so the ensemble is the same prediction and costs the same.
@@ -49,36 +51,55 @@ class Doubt:
                 "labels": {name: asdict(d) for name, d in self.labels.items()}}
 
 
-def predict_with_doubt(predictor: Any, volume: np.ndarray, spacing_zyx: list[float],
-                       label_values: dict[int, str]) -> tuple[np.ndarray, Doubt]:
-    """The label map of `volume` on its own grid, and the doubt of each of `label_values` (value -> name)."""
-    import torch
+@dataclass
+class FoldLogits:
+    """The network's output for one case: the fold-averaged logits (on the CPU) and each fold's own labels."""
+
+    logits: Any
+    fold_segmentations: list[np.ndarray]
+    folds: int
+
+
+def preprocess(predictor: Any, volume: np.ndarray, spacing_zyx: list[float]) -> dict[str, Any]:
+    """nnU-Net's preprocessing of one case's channels (c, z, y, x): CPU work, `data` and `data_properties`."""
     from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
-    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
     adapter = PreprocessAdapterFromNpy([volume], [None], [{"spacing": spacing_zyx}], [None], predictor.plans_manager,
                                        predictor.dataset_json, predictor.configuration_manager,
                                        num_threads_in_multithreaded=1, verbose=False)
-    data = next(adapter)
+    return next(adapter)
+
+
+def predict_folds(predictor: Any, data: Any) -> FoldLogits:
+    """The network part: every fold through nnU-Net's own sliding window, averaged as nnU-Net averages them."""
     labels = predictor.label_manager
     everything = predictor.list_of_parameters
     total, fold_segmentations = None, []
     try:
         for parameters in everything:
             predictor.list_of_parameters = [parameters]
-            logits = predictor.predict_logits_from_preprocessed_data(data["data"]).cpu()
+            logits = predictor.predict_logits_from_preprocessed_data(data).cpu()
             if len(everything) > 1:
                 fold_segmentations.append(np.asarray(labels.convert_logits_to_segmentation(logits), np.uint8))
             total = logits if total is None else total + logits
     finally:
         predictor.list_of_parameters = everything
     assert total is not None
-    logits = total / len(everything)
-    probabilities = labels.apply_inference_nonlin(logits)
+    return FoldLogits(total / len(everything), fold_segmentations, len(everything))
+
+
+def export_with_doubt(predictor: Any, properties: dict[str, Any], network: FoldLogits, spacing_zyx: list[float],
+                      label_values: dict[int, str]) -> tuple[np.ndarray, Doubt]:
+    """CPU work after the network: the label map back on the input grid, and the doubt of each label."""
+    import torch
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+    labels = predictor.label_manager
+    probabilities = labels.apply_inference_nonlin(network.logits)
     network_labels = np.asarray(labels.convert_probabilities_to_segmentation(probabilities), np.uint8)
     entropy = _entropy(torch.as_tensor(probabilities).float(), labels.has_regions)
     segmentation = np.asarray(convert_predicted_logits_to_segmentation_with_correct_shape(
-        logits, predictor.plans_manager, predictor.configuration_manager, labels, data["data_properties"],
+        network.logits, predictor.plans_manager, predictor.configuration_manager, labels, properties,
         return_probabilities=False), np.uint8)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     doubts = {}
@@ -88,8 +109,16 @@ def predict_with_doubt(predictor: Any, volume: np.ndarray, spacing_zyx: list[flo
         doubts[name] = LabelDoubt(
             voxels=count, volume_ml=round(count * voxel_ml, 3),
             entropy=round(float(entropy[inside].mean()), 6) if inside.any() else None,
-            fold_dice=_fold_dice(fold_segmentations, inside, value))
-    return segmentation, Doubt(doubts, len(everything))
+            fold_dice=_fold_dice(network.fold_segmentations, inside, value))
+    return segmentation, Doubt(doubts, network.folds)
+
+
+def predict_with_doubt(predictor: Any, volume: np.ndarray, spacing_zyx: list[float],
+                       label_values: dict[int, str]) -> tuple[np.ndarray, Doubt]:
+    """The label map of `volume` on its own grid, and the doubt of each of `label_values` (value -> name)."""
+    prepared = preprocess(predictor, volume, spacing_zyx)
+    network = predict_folds(predictor, prepared["data"])
+    return export_with_doubt(predictor, prepared["data_properties"], network, spacing_zyx, label_values)
 
 
 def _entropy(probabilities: Any, regions: bool) -> np.ndarray:
