@@ -1,7 +1,8 @@
 """The batch loop: one Runner (modules and model weights built once) over every series still to do in the ledger.
 
-Per series: fetched into scratch (by the prefetcher, one series ahead), discovered and run through the chain,
-its state committed to the ledger, its scratch copy deleted. `batch-report.json` is rewritten atomically at the end.
+Per series: fetched into scratch (by the prefetcher, one series ahead), discovered, its cases submitted to the
+runner's pipeline (overlapped with the series before and after it), and once its last case is out, its state
+committed to the ledger and its scratch copy deleted. `batch-report.json` is rewritten atomically at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import fcntl
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from aimi.batch.ledger import Entry, Ledger
 from aimi.batch.prefetch import Fetched, Prefetcher
 from aimi.batch.sources import Source
 from aimi.chain import build_chain
+from aimi.core.case import Case
 from aimi.core.context import RunOptions
 from aimi.core.log import event
-from aimi.core.runner import Runner
+from aimi.core.pipeline import Job
+from aimi.core.runner import CaseResult, Runner, result_of
 from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from aimi.models import load_model
 from aimi.report import now, report_header, write_report
@@ -102,42 +105,76 @@ def _build_runner(settings: BatchSettings) -> Runner:
                        options=settings.options, workflow=settings.workflow, assignments=settings.assignments)
 
 
+@dataclass
+class _InFlight:
+    """A series whose cases are in the pipeline."""
+
+    item: Fetched
+    began: float
+    cases: int
+    results: list[CaseResult] = field(default_factory=list)
+
+
 def _process(ledger: Ledger, runner: Runner, todo: list[str], source: Source, settings: BatchSettings,
              total: int) -> dict[str, Any]:
     shutil.rmtree(settings.scratch, ignore_errors=True)
     finished = total - len(todo)
     progress = tqdm(total=total, initial=finished, unit="series", desc="batch", disable=None)
     clock = time.perf_counter()
+    in_flight: dict[str, _InFlight] = {}
     count = 0
-    with progress, Prefetcher(source, todo, settings.scratch, max_bytes=settings.max_scratch_bytes) as prefetcher:
-        for item in prefetcher:
+
+    def finish(series: _InFlight, outcome: Outcome) -> None:
+        nonlocal count
+        ledger.finish(series.item.uid, outcome.state, module=outcome.module, reason=outcome.reason,
+                      outputs=outcome.outputs, seconds=time.perf_counter() - series.began,
+                      measurements=outcome.measurements)
+        prefetcher.release(series.item)
+        count += 1
+        _advance(progress, count, len(todo), time.perf_counter() - clock, series.item.uid, outcome.state)
+
+    def settle(jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            series = in_flight[job.tag]
+            series.results.append(result_of(job))
+            if len(series.results) == series.cases:
+                finish(in_flight.pop(job.tag), _outcome(series.results))
+
+    with progress, Prefetcher(source, todo, settings.scratch, max_bytes=settings.max_scratch_bytes) as prefetcher, \
+            runner.pipeline() as pipeline:
+        for item in prefetcher.items(idle=lambda: settle(pipeline.ready())):
             ledger.start(item.uid)
-            began = time.perf_counter()
-            outcome = _segment(runner, item)
-            ledger.finish(item.uid, outcome.state, module=outcome.module, reason=outcome.reason,
-                          outputs=outcome.outputs, seconds=time.perf_counter() - began,
-                          measurements=outcome.measurements)
-            prefetcher.release(item)
-            count += 1
-            _advance(progress, count, len(todo), time.perf_counter() - clock, item.uid, outcome.state)
+            series = _InFlight(item, time.perf_counter(), 0)
+            cases, outcome = _cases(runner, item)
+            if outcome is not None:
+                finish(series, outcome)
+                continue
+            in_flight[item.uid], series.cases = series, len(cases)
+            for case in cases:
+                runner.submit(pipeline, case, tag=item.uid)
+            settle(pipeline.ready())
+        settle(pipeline.drain())
     shutil.rmtree(settings.scratch, ignore_errors=True)
     return {"series": count, "seconds": time.perf_counter() - clock}
 
 
-def _segment(runner: Runner, item: Fetched) -> Outcome:
-    """One series through the chain; every failure becomes an outcome with the module and the reason."""
+def _cases(runner: Runner, item: Fetched) -> tuple[list[Case], Outcome | None]:
+    """The series' cases, or why it has none to run: every failure names the module and the reason."""
     if item.folder is None:
-        return Outcome("failed", "fetch", item.error)
+        return [], Outcome("failed", "fetch", item.error)
     try:
         discovery = runner.discover(item.folder)
     except Exception as error:  # an unreadable download fails this series, not the batch
-        return Outcome("failed", "DicomImporter", f"{type(error).__name__}: {error}")
+        return [], Outcome("failed", "DicomImporter", f"{type(error).__name__}: {error}")
     cases = [case for case in discovery.cases if item.uid in {s.series_uid for s in case.series.values()}]
     if not cases:
         reasons = [f"{s['status']}: {s['reason']}" for s in discovery.series if s.get("reason")]
         reasons += [str(f.get("error", "")) for f in discovery.failures]
-        return Outcome("skipped", "DicomImporter", "; ".join(reasons) or "no series of the model's inputs found")
-    results = [runner.run_case(case) for case in cases]
+        return [], Outcome("skipped", "DicomImporter", "; ".join(reasons) or "no series of the model's inputs found")
+    return cases, None
+
+
+def _outcome(results: list[CaseResult]) -> Outcome:
     failed = [r for r in results if r.status == "failed"]
     if failed:
         return Outcome("failed", failed[0].module, failed[0].error)

@@ -11,7 +11,7 @@ import logging
 import shutil
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,14 +55,23 @@ class Prefetcher:
             self._delete(item)
 
     def __iter__(self) -> Iterator[Fetched]:
+        return self.items()
+
+    def items(self, idle: Callable[[], None] = lambda: None, every_s: float = 0.2) -> Iterator[Fetched]:
+        """The fetched series in order. While none is ready, `idle` runs every `every_s`: a consumer still
+        holding earlier series releases them there, or a full scratch budget would wait for it forever."""
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: self._ready or self._finished)
-                if not self._ready:
+                arrived = self._condition.wait_for(lambda: self._ready or self._finished, timeout=every_s)
+                item = self._ready.popleft() if self._ready else None
+                if item is not None:
+                    self._condition.notify_all()
+                elif arrived:
                     return
-                item = self._ready.popleft()
-                self._condition.notify_all()
-            yield item
+            if item is None:
+                idle()
+            else:
+                yield item
 
     def release(self, item: Fetched) -> None:
         """The consumer is done with a series: delete its scratch copy and free its share of the budget."""
