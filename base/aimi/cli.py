@@ -18,6 +18,8 @@ from aimi.evaluate.cli import add_parser as add_evaluate_parser
 from aimi.evaluate.cli import run as run_evaluate
 from aimi.models import available_models, load_model
 from aimi.registry import registry
+from aimi.reproduce.cli import add_parser as add_reproduce_parser
+from aimi.reproduce.cli import run as run_reproduce
 from aimi.review.cli import add_parser as add_review_parser
 from aimi.review.cli import run as run_review
 from aimi.run_options import add_run_options, run_options
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(commands)
     add_review_parser(commands)
+    add_reproduce_parser(commands)
     add_batch_parser(commands)
     return parser
 
@@ -99,6 +102,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_evaluate(args)
     if args.command == "review":
         return run_review(args)
+    if args.command == "reproduce":
+        return run_reproduce(args)
     if args.command == "batch":
         return run_batch(args)
     weights_dir = getattr(args, "weights", None) or default_weights_dir()
