@@ -27,8 +27,17 @@ test: setup
 	$(PY) -m pytest
 	$(MAKE) container-test
 
+# `make demo REAL=1`: `aimi reproduce` on one small published kidney series of IDC (TCGA-KICH; the SEG is 1.2 MB, the CT
+# it references at most 50 MB), with the real Zenodo weights (network: IDC's public bucket and Zenodo). Plain
+# `make demo` stays offline: a synthetic CT and a tiny model.
+DEMO_SEG := 1.2.276.0.7230010.3.1.3.17436516.3902947.1720465128.28033
+
 demo: setup
+ifeq ($(REAL),1)
+	$(PY) -m aimi.cli reproduce $(DEMO_SEG) -o demo-output/reproduce
+else
 	$(PY) -m aimi_testkit.demo --out demo-output
+endif
 
 # A benchmark, not a test: the incumbent chain (plastimatch, nnU-Net CLI per series, dcmqi) against ours, side by
 # side (bench/README.md). BENCH_ARGS=--quick for a 15-minute run.
