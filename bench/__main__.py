@@ -1,7 +1,8 @@
-"""`python -m bench [--quick] [--stages 1,2,3,4,5]`: the incumbent chain and AIMI Model Hub side by side.
+"""`python -m bench [--quick] [--stages 1,2,3,4,5,6]`: the incumbent chain and AIMI Model Hub side by side.
 
 Stages: 1 DICOM -> model input; 2 fixed cost per series; 3 SEG encoding; 4 end to end (2 and 4 share their runs);
-5 peak RSS. Inputs are built once into --cache (outside the repository); outputs go to temporary folders.
+5 peak RSS; 6 the peer (nnU-Net's own folder mode) and what overlapping the chain's stages buys.
+Inputs are built once into --cache (outside the repository); outputs go to temporary folders.
 Ratios are incumbent / project seconds (project / incumbent for series per hour), medians of the rounds, and are
 shown only when the stage's outputs were checked equal.
 """
@@ -15,13 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import conversion, end_to_end, memory, seg_encoding
+from bench import conversion, end_to_end, memory, peer, seg_encoding
 from bench.common import BenchError, StageResult, format_table, machine_facts, pinned_env
 from bench.data import Inputs, prepare
 
-FULL = {"large_shape": (512, 512, 300), "n_small": 20, "n_first": 10}
-QUICK = {"large_shape": (512, 512, 100), "n_small": 6, "n_first": 3}
-STAGES = ("1", "2", "3", "4", "5")
+FULL = {"large_shape": (512, 512, 300), "n_small": 20, "n_first": 10, "n_peer": 10}
+QUICK = {"large_shape": (512, 512, 100), "n_small": 6, "n_first": 3, "n_peer": 10}
+STAGES = ("1", "2", "3", "4", "5", "6")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,7 +30,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="512x512x100 CT, 6 small series (3 for stage 2)")
     parser.add_argument("--rounds", type=int, default=3, help="ABAB rounds per stage; medians need >= 3 (default 3)")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of 1,2,3,4,5")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of 1,2,3,4,5,6")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both sides")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aimi-bench-cache",
                         help="where the synthetic DICOM and the tiny model are built once (not the repository)")
@@ -64,6 +65,9 @@ def run_stages(args: argparse.Namespace, inputs: Inputs, env: dict[str, str]) ->
     if "5" in args.stage_set:
         print("stage 5: peak RSS of aimi run", flush=True)
         done([memory.run(inputs, env)])
+    if "6" in args.stage_set:
+        print("stage 6: the peer (nnU-Net folder mode) and the overlap, series per hour", flush=True)
+        done([peer.run(inputs, args.rounds, env, args.tta)])
     if args.stage_set & {"2", "4"}:
         print(f"stages 2 and 4: {len(inputs.small)} small series, per-series processes vs aimi run", flush=True)
         fixed, end = end_to_end.run(inputs, args.rounds, env, args.incumbent_converter, args.tta)

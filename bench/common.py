@@ -87,6 +87,20 @@ def run_tool(args: Sequence[str | Path], env: dict[str, str], timeout_s: float =
     return seconds
 
 
+def run_with_peak_rss(args: Sequence[str | Path], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """Run one command (output to `log`), return its wall seconds and peak RSS in GB: the kernel's own account
+    (`os.wait4` ru_maxrss, its waited-for children included), so nothing is sampled and nothing is missed."""
+    started = time.perf_counter()
+    with log.open("w") as stream:
+        process = subprocess.Popen([str(a) for a in args], env=env, stdout=stream, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = "\n".join(log.read_text().strip().splitlines()[-8:])
+        raise BenchError(f"{Path(str(args[0])).name} exited {os.waitstatus_to_exitcode(status)}:\n{tail}")
+    return seconds, usage.ru_maxrss * 1024 / 1e9
+
+
 def timed(function: Callable[[], A]) -> tuple[float, A]:
     started = time.perf_counter()
     value = function()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import yaml
+from pydicom.uid import generate_uid
 
 from aimi.models import ModelFolder, load_model
 from aimi.weights import model_folder
@@ -27,6 +28,10 @@ LARGE_PIXEL_MM, LARGE_SLICE_MM = 0.8, 1.0
 #: One 32^3 patch of the tiny model (2 mm pixels, 3 mm slices), 20 slices (the CT selection rule's minimum).
 SMALL_GRID = {"rows": 32, "columns": 32, "slices": 20}
 FIRST_SET = "a"  # the small series of the fixed-cost stage; the end-to-end stage reads the parent (a/ and b/)
+#: The peer stage's series: 160x160x60 at a CT's own resolution (0.8 mm pixels, 1 mm slices), so that the CPU
+#: work (reading, conversion, resampling to and from the tiny model's 2x2x3 mm grid, SEG) weighs as it does next to
+#: a real network on a GPU, while the tiny network on a CPU stays cheap (a 64x64x20 grid: 9 patches).
+PEER_GRID = {"rows": 160, "columns": 160, "slices": 60, "pixel_spacing": (0.8, 0.8), "slice_step": 1.0}
 COMPLETE = ".complete"
 
 
@@ -50,19 +55,25 @@ class Inputs:
     small_root: Path
     small: list[SmallSeries]
     workflow: Path
+    peer_root: Path  # one folder per series (the peer stage)
+    large_copies: Path  # the large CT several times, each copy its own study and series (the overlap row)
 
     @property
     def small_first(self) -> Path:
         return self.small_root / FIRST_SET
 
 
-def prepare(cache: Path, *, large_shape: tuple[int, int, int], n_small: int, n_first: int) -> Inputs:
+def prepare(cache: Path, *, large_shape: tuple[int, int, int], n_small: int, n_first: int, n_peer: int = 10,
+            n_large: int = 6) -> Inputs:
     """Everything both sides read; each part is rebuilt only when its folder is missing or was left incomplete."""
     model = load_model(MODEL)
     weights = _once(cache / "weights", lambda d: build_for_model(model, d))
     rows, columns, slices = large_shape
     large = _once(cache / f"ct-{rows}x{columns}x{slices}", lambda d: _write_large_ct(d, model, large_shape))
     small_root = _once(cache / f"small-{n_small}-{n_first}", lambda d: _write_small(d, model, n_small, n_first))
+    peer_root = _once(cache / f"peer-{n_peer}", lambda d: _write_peer(d, model, n_peer))
+    copies = _once(cache / f"ct-{rows}x{columns}x{slices}-x{n_large}", lambda d: _copy_series(large / "dicom", d,
+                                                                                               n_large))
     return Inputs(
         model=model,
         weights=weights,
@@ -70,8 +81,10 @@ def prepare(cache: Path, *, large_shape: tuple[int, int, int], n_small: int, n_f
         large_ct=large / "dicom",
         large_labels=np.load(large / "labels.npy"),
         small_root=small_root,
-        small=[SmallSeries(p, _series_uid(p)) for p in sorted(small_root.glob("*/s*"))],
-        workflow=_raw_workflow(model, cache),
+        small=[SmallSeries(p, series_uid(p)) for p in sorted(small_root.glob("*/s*"))],
+        workflow=raw_workflow(model, cache),
+        peer_root=peer_root,
+        large_copies=copies,
     )
 
 
@@ -104,12 +117,33 @@ def _write_small(folder: Path, model: ModelFolder, n_small: int, n_first: int) -
                              series_description="BENCH SMALL 3MM")
 
 
-def _series_uid(folder: Path) -> str:
+def _write_peer(folder: Path, model: ModelFolder, n_peer: int) -> None:
+    intensities = spec_for(model, WEIGHTS_ID).intensities
+    for index in range(n_peer):
+        write_phantom_series(folder / f"p{index:02d}", intensities, grid=demo_grid(**PEER_GRID), seed=100 + index,
+                             study=StudyInfo.new(f"PEER-{index:02d}"), series_description="BENCH PEER 3MM")
+
+
+def _copy_series(source: Path, folder: Path, copies: int) -> None:
+    """The same images as `copies` studies: new study, series and instance UIDs, pixels untouched."""
+    files = sorted(p for p in source.iterdir() if p.is_file())
+    for index in range(copies):
+        study, series = generate_uid(), generate_uid()
+        target = folder / f"c{index}"
+        target.mkdir()
+        for path in files:
+            dataset = pydicom.dcmread(path)
+            dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            dataset.save_as(target / path.name, enforce_file_format=True)
+
+
+def series_uid(folder: Path) -> str:
     first = next(p for p in sorted(folder.iterdir()) if p.is_file())
     return str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
 
 
-def _raw_workflow(model: ModelFolder, cache: Path) -> Path:
+def raw_workflow(model: ModelFolder, cache: Path) -> Path:
     """The kidney chain without KeepLargestComponents: the SEG holds raw nnU-Net output, as the incumbent's does
     (its post-processor's result is never used), so both sides must produce the same SEG."""
     workflow = yaml.safe_load(model.workflow_path("default").read_text())
