@@ -36,6 +36,8 @@ log = logging.getLogger("aimi.core.runner")
 #: Bytes a case holds in flight per voxel of its series, at most: the source volume, nnU-Net's preprocessed copy,
 #: the class logits and probabilities, the label maps (measured: about 40 on a 512x512x300 CT with a 4-class model).
 BYTES_PER_VOXEL = 40
+#: The default of --workers where it is not given (containers, test runs with the overlap off: AIMI_WORKERS=0).
+WORKERS_ENV = "AIMI_WORKERS"
 
 
 @dataclass
@@ -91,13 +93,15 @@ class Runner:
 
     @property
     def workers(self) -> int:
-        """CPU-stage threads: the option, else the cores left beside the network shared by the CPU stages;
-        0 (one case at a time, inline) with --fail-fast, which must stop before the next case starts."""
+        """CPU-stage threads: the option, else $AIMI_WORKERS, else the cores left beside the network shared by the
+        CPU stages; 0 (one case at a time, inline) with --fail-fast, which must stop before the next case starts."""
         options = self.context.options
         if options.fail_fast:
             return 0
         if options.workers is not None:
             return options.workers
+        if (given := os.environ.get(WORKERS_ENV, "").strip()).isdigit():
+            return int(given)
         cpu_stages = sum(1 for stage in self.stages if not stage.on_device) or 1
         return max(1, (len(os.sched_getaffinity(0)) - 1) // cpu_stages)
 
