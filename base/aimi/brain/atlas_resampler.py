@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
-from aimi.brain.spaces import ATLAS, resample, to_atlas
+from aimi.brain.spaces import ATLAS, ATLAS_TRANSFORM_PORT, ROLE_TRANSFORMS_PORT, resample, to_atlas
 from aimi.core.case import Case
 from aimi.core.module import Module
-from aimi.core.ports import GRID, IMAGES, LABELMAP, TRANSFORM, TRANSFORMS, Port, ports
+from aimi.core.ports import GRID, IMAGES, LABELMAP, Port, ports
 from aimi.errors import CaseError
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
@@ -32,8 +32,8 @@ class Settings:
 class AtlasResampler(Module):
     inputs = ports(
         images=Port(IMAGES, "the volumes on their own series grids, by role", "images"),
-        transforms=Port(TRANSFORMS, "reference-role point -> role point, per role", "to_reference"),
-        atlas_transform=Port(TRANSFORM, "atlas point -> reference-role point", "atlas_transform"),
+        transforms=ROLE_TRANSFORMS_PORT,
+        atlas_transform=ATLAS_TRANSFORM_PORT,
         grid=Port(GRID, "the atlas grid", ATLAS),
         mask=Port(LABELMAP, "the brain mask on the reference role's grid; without it nothing is masked",
                   "brain_mask", optional=True),

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import SimpleITK as sitk
 
-from aimi.brain.spaces import from_atlas, resample
+from aimi.brain.spaces import ATLAS_TRANSFORM_PORT, ROLE_TRANSFORMS_PORT, from_atlas, resample
 from aimi.core.case import MAIN, SERIES, Case, DicomSeries
 from aimi.core.module import Module
-from aimi.core.ports import LABELMAP, SERIES_LABELMAPS, TRANSFORM, TRANSFORMS, Port, ports
+from aimi.core.ports import LABELMAP, SERIES_LABELMAPS, Port, ports
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.errors import CaseError
 
@@ -27,8 +27,8 @@ class LabelsToSeries(Module):
     inputs = ports(
         labels=Port(LABELMAP, "the label map on the atlas grid", MAIN),
         series=Port(SERIES_KIND, "the series whose grids the labels go back to", SERIES),
-        transforms=Port(TRANSFORMS, "reference-role point -> role point, per role", "to_reference"),
-        atlas_transform=Port(TRANSFORM, "atlas point -> reference-role point", "atlas_transform"),
+        transforms=ROLE_TRANSFORMS_PORT,
+        atlas_transform=ATLAS_TRANSFORM_PORT,
     )
     outputs = ports(labels=Port(SERIES_LABELMAPS, "one label map per role, on its series grid", "series_labels"))
     Settings = Settings

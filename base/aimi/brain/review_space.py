@@ -18,9 +18,10 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from aimi.atomic import stage
+from aimi.brain.spaces import ATLAS_TRANSFORM_PORT, ROLE_TRANSFORMS_PORT
 from aimi.core.case import MAIN, SERIES, Case, DicomSeries
 from aimi.core.module import Module
-from aimi.core.ports import FILES, IMAGES, LABELMAP, TRANSFORM, TRANSFORMS, Port, ports
+from aimi.core.ports import FILES, IMAGES, LABELMAP, Port, ports
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.io.data_organizer import safe_name, safe_uid
 
@@ -39,8 +40,8 @@ class ReviewSpace(Module):
         images=Port(IMAGES, "every role on the atlas grid, as the model saw them", "atlas_images"),
         labels=Port(LABELMAP, "the label map on the atlas grid, in the segment table's values", MAIN),
         series=Port(SERIES_KIND, "the case's series, for the study folder", SERIES),
-        transforms=Port(TRANSFORMS, "reference-role point -> role point, per role", "to_reference"),
-        atlas_transform=Port(TRANSFORM, "atlas point -> reference-role point", "atlas_transform"),
+        transforms=ROLE_TRANSFORMS_PORT,
+        atlas_transform=ATLAS_TRANSFORM_PORT,
     )
     outputs = ports(files=Port(FILES, "the files written (none unless write)", "files"))
     Settings = Settings

@@ -1,9 +1,9 @@
 """Images between SimpleITK (LPS physical space) and nibabel (RAS affine), and the transform chain of a study.
 
 Transforms follow ITK's resampling convention: a transform maps points of the space resampled *onto* (fixed) to
-points of the space sampled *from* (moving). A study stores `transforms[role]` (reference role -> role) and
-`transforms["atlas"]` (atlas -> reference role), so the one-interpolation resampling of a role onto the atlas uses
-role o atlas, and the way back uses the inverses in the opposite order.
+points of the space sampled *from* (moving). A case holds `to_reference` (per role: reference role -> role, from
+RigidRegistration) and `atlas_transform` (atlas -> reference role, from AtlasRegistration), so the one-interpolation
+resampling of a role onto the atlas uses role o atlas, and the way back uses the inverses in the opposite order.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from aimi.core.ports import TRANSFORM, TRANSFORMS, Port
+
 ATLAS = "atlas"
+#: The two inputs of every step that maps between the atlas and the series: together, atlas point -> role point.
+ROLE_TRANSFORMS_PORT = Port(TRANSFORMS, "reference-role point -> role point, per role", "to_reference")
+ATLAS_TRANSFORM_PORT = Port(TRANSFORM, "atlas point -> reference-role point", "atlas_transform")
 #: LPS (DICOM, ITK) <-> RAS (NIfTI): negate the first two world axes.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
