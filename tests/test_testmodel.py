@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 KIDNEY = spec_for(load_model("bamf_nnunet_ct_kidney"), "kidney")  # the session's kidney test model
+PROSTATE_ENTRY = load_model("bamf_nnunet_mr_prostate").manifest.entry("prostate")
 BRATS = TestModelSpec(
     dataset_name="Dataset002_BRATS19",
     channels={"0": "T1", "1": "T1c", "2": "T2", "3": "FLAIR"},
@@ -119,6 +120,23 @@ def test_testmodel_command_exits_1_naming_the_label_short_of_the_target(tmp_path
     status = main(["testmodel", "bamf_nnunet_mr_prostate", str(tmp_path), "--min-dice", "1.0", "--max-steps", "25"])
     assert status == 1
     assert "label 'prostate' (value 1) reaches Dice 0." in capsys.readouterr().err
+
+
+def test_testmodel_command_reads_a_spec_file_of_ones_own_and_a_missing_table_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A model the test kit does not know gets its test model from `--spec FILE`, in testmodels.toml's shape."""
+    specs = tmp_path / "specs.toml"
+    specs.write_text("# no tables yet\n")
+    assert main(["testmodel", "bamf_nnunet_mr_prostate", str(tmp_path / "w"), "--spec", str(specs)]) == 2
+    assert f"{specs}: no [bamf_nnunet_mr_prostate.prostate] table" in capsys.readouterr().err
+    specs = tmp_path / "prostate.toml"  # (specs are read once per file and process)
+    specs.write_text('[bamf_nnunet_mr_prostate.prostate]\nchannels = { "0" = "T2" }\n'
+                     'labels = { background = 0, gland = 1 }\nintensities = { "0" = [100.0], "1" = [500.0] }\n')
+    status = main(["testmodel", "bamf_nnunet_mr_prostate", str(tmp_path / "w"), "--spec", str(specs),
+                   "--min-dice", "0.5"])
+    assert status == 0
+    folder = model_folder(tmp_path / "w", load_model("bamf_nnunet_mr_prostate").manifest, PROSTATE_ENTRY)
+    assert json.loads((folder / "dataset.json").read_text())["labels"] == {"background": 0, "gland": 1}
 
 
 def test_folder_holds_the_dataset_json_plans_and_checkpoint_keys_the_predictor_reads(kidney_model: Path) -> None:

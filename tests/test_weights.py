@@ -354,7 +354,7 @@ def test_manifest_reads_every_field(tmp_path):
 def test_manifest_entry_with_unknown_id_lists_the_ids(tmp_path):
     manifest = load_manifest(write_manifest(tmp_path, "https://zenodo.org/records/1/files/Model.zip"))
 
-    with pytest.raises(KeyError, match="ids: organ"):
+    with pytest.raises(ManifestError, match="ids: organ"):
         manifest.entry("liver")
 
 

@@ -56,7 +56,8 @@ def test_unknown_module_names_file_and_valid_modules(tmp_path):
 def test_unknown_setting_names_the_key_and_valid_settings(tmp_path):
     path = write(tmp_path, "execute: [DicomImporter, {module: KeepLargestComponents, cuont: 2}]\n"
                            "modules: {DicomImporter: {roles: {ct: []}}}\n")
-    with pytest.raises(ConfigError, match=r"execute\[1\].*'cuont'.*valid settings: count, labels, min_ratio"):
+    with pytest.raises(ConfigError, match=r"execute\[1\].*'cuont'.*valid settings: count, labels, min_ratio; "
+                                          r"step keys: module, origin, inputs, outputs"):
         load_workflow(path, registry())
 
 
@@ -107,7 +108,8 @@ execute:
     # a port nobody writes: NNUnetRunner before the images exist
     (["DicomImporter", "NNUnetRunner", "NiftiConverter"],
      r"execute\[1\] \(NNUnetRunner\): input 'images' \(Images\) reads 'images', which no earlier step writes; "
-     r"written before it: series \(Series\); valid inputs: images"),
+     r"execute\[2\] \(NiftiConverter\) writes it later: move this step after that one; written before it: "
+     r"series \(Series\); valid inputs: images"),
     # a misspelt artifact name
     (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: KeepLargestComponents, inputs: {labels: mian}}"],
      r"execute\[3\] \(KeepLargestComponents\): input 'labels' \(LabelMap\) reads 'mian', which no earlier step "
@@ -119,12 +121,16 @@ execute:
      r"execute\[2\] \(NNUnetRunner\): unknown output port 'label'; valid outputs: labels, provenance"),
     # a type mismatch: images where a label map belongs
     (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: DsegConverter, inputs: {labels: images}}"],
-     r"execute\[3\] \(DsegConverter\): input 'labels' accepts LabelMap \| SeriesLabelMaps, but 'images' is a "
+     r"execute\[3\] \(DsegConverter\): input 'labels' accepts LabelMap or SeriesLabelMaps, but 'images' holds "
      r"Images \(written by NiftiConverter\); valid inputs: series, labels, provenance"),
+    # a second model writing where the first wrote, before anything read the first one's labels
+    (["DicomImporter", "NiftiConverter", "NNUnetRunner", "NNUnetRunner", "DsegConverter"],
+     r"execute\[3\] \(NNUnetRunner#3\): output 'labels' \(LabelMap\) would replace 'main', written by "
+     r"NNUnetRunner and read by no step since; wire one of them to another name"),
     # an output that would change an artifact's kind
     (["DicomImporter", "NiftiConverter", "{module: NNUnetRunner, outputs: {labels: images}}"],
-     r"execute\[2\] \(NNUnetRunner\): output 'labels' \(LabelMap\) would overwrite 'images', a Images written "
-     r"by NiftiConverter"),
+     r"execute\[2\] \(NNUnetRunner\): output 'labels' \(LabelMap\) would overwrite 'images', which holds Images "
+     r"\(written by NiftiConverter\)"),
     # an optional input wired by name must exist; only its default may be absent
     (["DicomImporter", "NiftiConverter", "NNUnetRunner", "{module: DsegConverter, inputs: {provenance: weights}}"],
      r"execute\[3\] \(DsegConverter\): input 'provenance' \(Provenance\) reads 'weights', which no earlier"),
@@ -176,7 +182,9 @@ def test_unknown_model_lists_the_models():
 
 @pytest.mark.parametrize(("options", "message"), [
     (["--workflow", "nope"], "no workflow 'nope'; valid workflows: as-published, default"),
-    (["--set", "DsegConverter.colour=red"], "unknown setting 'colour' for DsegConverter"),
+    (["--set", "DsegConverter.colour=red"], "--set DsegConverter: unknown setting 'colour' for DsegConverter"),
+    (["--set", "NNUnetRunner.weights=nope"], "default.yml: execute[2] (NNUnetRunner): "),
+    (["--set", "NNUnetRunner.weights=nope"], "manifest.toml: no weights with id 'nope'; ids: kidney"),
     (["--set", "DataOrganizer.pattern=../../{series_uid}/{model}.seg.dcm"], "without '..' or '.'"),
     (["--set", "DataOrganizer.pattern=/tmp/{series_uid}/{model}.seg.dcm"], "a path relative to the output folder"),
 ])

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "validation case (default 0.9)")
     testmodel.add_argument("--max-steps", type=int, help="step budget; the build fails naming the label short of "
                            "the target (default 2000)")
+    testmodel.add_argument("--spec", type=Path, help="a TOML file of [MODEL.<weights id>] tables (channels, labels, "
+                           "intensities) like aimi_testkit/testmodels.toml, for a model the test kit does not know")
 
     add_evaluate_parser(commands)
     add_review_parser(commands)
@@ -122,16 +124,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "weights":
         return _weights(args.action, args.model, weights_dir, getattr(args, "print_record", False))
-    return _testmodel(args.model, args.out, {"min_dice": args.min_dice, "max_steps": args.max_steps})
+    return _testmodel(args.model, args.out, {"min_dice": args.min_dice, "max_steps": args.max_steps}, args.spec)
 
 
-def _testmodel(model: str, out: Path, overrides: dict[str, float | None]) -> int:
+def _testmodel(model: str, out: Path, overrides: dict[str, float | None], specs: Path | None) -> int:
+    from aimi_testkit.specs import SPECS_FILE
     from aimi_testkit.testmodel import QualityTarget, TestModelQualityError  # torch: imported only when needed
     from aimi_testkit.testmodel_cli import build_for_model, quality_summary
 
     target = QualityTarget(**{key: value for key, value in overrides.items() if value is not None})
     try:
-        built = build_for_model(load_model(model), out, target)
+        built = build_for_model(load_model(model), out, target, specs or SPECS_FILE)
     except TestModelQualityError as error:
         print(f"aimi testmodel: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from aimi.errors import ConfigError
+
 FORMATS = ("nnunet-v1", "nnunet-v2")
 NNUNET_VERSION_OF_FORMAT = {"nnunet-v1": 1, "nnunet-v2": 2}
 #: nnU-Net's own defaults, used when a manifest leaves trainer or plans out.
@@ -33,7 +35,7 @@ _V1_TASK = re.compile(r"^Task\d{3}_\w+$")
 _V2_DATASET = re.compile(r"^Dataset\d{3}_\w+$")
 
 
-class ManifestError(ValueError):
+class ManifestError(ConfigError):
     """A manifest is wrong; the message names the file, the key path and what is valid there."""
 
 
@@ -73,11 +75,11 @@ class Manifest:
     path: Path
 
     def entry(self, id: str) -> WeightsEntry:
-        """The entry called `id`; a KeyError lists the ids this manifest has."""
+        """The entry called `id`; a ManifestError lists the ids this manifest has."""
         for entry in self.weights:
             if entry.id == id:
                 return entry
-        raise KeyError(f"{self.path}: no weights with id {id!r}; ids: {', '.join(e.id for e in self.weights)}")
+        raise ManifestError(f"{self.path}: no weights with id {id!r}; ids: {', '.join(e.id for e in self.weights)}")
 
 
 @dataclass(frozen=True)

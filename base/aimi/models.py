@@ -28,7 +28,14 @@ class ModelFolder:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
+        """The model card; a missing or unreadable one is a ConfigError naming the file."""
+        path = self.path / "meta.json"
+        try:
+            return json.loads(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the model card: {error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON: {error}") from None
 
     def workflows(self) -> list[str]:
         return sorted(p.stem for p in (self.path / "config").glob("*.yml"))
@@ -55,8 +62,4 @@ def load_model(name: str, root: Path | None = None) -> ModelFolder:
     if not (path / "manifest.toml").is_file():
         valid = ", ".join(available_models(root)) or f"none found under {root}"
         raise ConfigError(f"unknown model {name!r}; valid models: {valid}")
-    try:
-        manifest = load_manifest(path / "manifest.toml")
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    return ModelFolder(name, path, manifest)
+    return ModelFolder(name, path, load_manifest(path / "manifest.toml"))  # a ManifestError is a ConfigError

@@ -1,7 +1,8 @@
 """testmodels.toml: the channels, labels and synthetic intensities of each model's tiny test model, checked on load.
 
-Reads: `aimi_testkit/testmodels.toml`, tables `[<model>.<weights id>]`. A malformed table fails with the file, the
-key path and the rule, before any training starts.
+Reads: `aimi_testkit/testmodels.toml` (or a file of the same shape, `aimi testmodel --spec FILE`, for a model the
+kit does not know), tables `[<model>.<weights id>]`. A malformed or missing table fails with the file, the key path
+and the rule, before any training starts.
 """
 
 from __future__ import annotations
@@ -11,19 +12,26 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from aimi.errors import ConfigError
+
 SPECS_FILE = Path(__file__).with_name("testmodels.toml")
 KEYS = ("channels", "labels", "intensities")
 
 
-class SpecError(ValueError):
-    """A test-model spec that is missing or malformed."""
+class SpecError(ConfigError):
+    """A test-model spec that is missing or malformed (a usage error: nothing is built)."""
 
 
 @cache
 def load_specs(path: Path = SPECS_FILE) -> dict[str, dict[str, dict[str, Any]]]:
     """Model name -> weights id -> its checked spec table."""
-    with path.open("rb") as file:
-        raw = tomllib.load(file)
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read test-model specs: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: not valid TOML: {error}") from None
     return {model: {weights_id: check_spec(table, f"{path}: {model}.{weights_id}")
                     for weights_id, table in by_id.items()}
             for model, by_id in raw.items()}

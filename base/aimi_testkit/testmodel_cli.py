@@ -12,24 +12,27 @@ from aimi_testkit.specs import SPECS_FILE, SpecError, load_specs
 from aimi_testkit.testmodel import DEFAULT_TARGET, QualityTarget, TestModelSpec, build_test_model, read_quality
 
 
-def spec_for(model: ModelFolder, weights_id: str) -> TestModelSpec:
-    """The test kit's spec of `model`'s weights entry, named like the real model's nnU-Net dataset."""
+def spec_for(model: ModelFolder, weights_id: str, specs: Path = SPECS_FILE) -> TestModelSpec:
+    """The spec of `model`'s weights entry (the test kit's, or `specs`), named like the real model's nnU-Net
+    dataset."""
     entry = model.manifest.entry(weights_id)
-    table = load_specs().get(model.name, {}).get(weights_id)
+    table = load_specs(specs).get(model.name, {}).get(weights_id)
     if table is None:
-        raise SpecError(f"{SPECS_FILE}: no [{model.name}.{weights_id}] table for weights {weights_id!r}")
+        raise SpecError(f"{specs}: no [{model.name}.{weights_id}] table for weights {weights_id!r} (channels, "
+                        "labels and an intensity per label; give a file of your own with --spec)")
     dataset = entry.nnunet.dataset or entry.nnunet.task.replace("Task", "Dataset", 1)
     return TestModelSpec(dataset_name=dataset, channels=dict(table["channels"]),
                          labels={str(k): int(v) for k, v in table["labels"].items()},
                          intensities={int(k): tuple(float(x) for x in v) for k, v in table["intensities"].items()})
 
 
-def build_for_model(model: ModelFolder, weights_dir: Path, target: QualityTarget = DEFAULT_TARGET) -> list[Path]:
+def build_for_model(model: ModelFolder, weights_dir: Path, target: QualityTarget = DEFAULT_TARGET,
+                    specs: Path = SPECS_FILE) -> list[Path]:
     """Every weights entry of `model` as a test model under `weights_dir`; TestModelQualityError if one falls short."""
     built = []
     for entry in model.manifest.weights:
         folder = model_folder(weights_dir, model.manifest, entry)
-        build_test_model(spec_for(model, entry.id), folder, target=target)
+        build_test_model(spec_for(model, entry.id, specs), folder, target=target)
         write_provenance(folder, url="", file=TESTMODEL_FILE, sha256="")
         built.append(folder)
     return built

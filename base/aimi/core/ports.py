@@ -70,7 +70,7 @@ class Port:
 
     @property
     def kind_names(self) -> str:
-        return " | ".join(k.name for k in self.accepts)
+        return " or ".join(k.name for k in self.accepts)
 
 
 #: The ports of a step that edits one label map: read from `main` unless wired, written back where it was read.
@@ -129,33 +129,41 @@ def parse_wiring(raw: Any, ports: Mapping[str, Port], direction: str, where: str
 
 def check_wiring(path: Any, steps: Sequence[StepPorts]) -> tuple[list[Wiring], dict[str, Kind]]:
     """Each step's resolved wiring and every artifact's kind; ConfigError at the first input nobody wrote before it,
-    or whose kind its port does not accept, or an output that would change an artifact's kind."""
+    or whose kind its port does not accept, or an output that would change an artifact's kind or replace one that no
+    step has read since it was written (two models writing `main`: the first one's work would be lost)."""
+    wirings = [default_wiring(step.inputs, step.outputs, step.given) for step in steps]
     written: dict[str, tuple[Kind, str]] = {}
-    wirings = []
-    for step in steps:
-        wiring = default_wiring(step.inputs, step.outputs, step.given)
+    unread: dict[str, str] = {}  # artifact -> the step that wrote it, while no step has read it since
+    for index, (step, wiring) in enumerate(zip(steps, wirings, strict=True)):
+        where = f"{path}: {step.where} ({step.label})"
         for port, name in wiring.inputs.items():
             spec = step.inputs[port]
             if name not in written:
                 if spec.optional and port not in step.given.inputs:
                     continue
                 have = ", ".join(f"{n} ({k})" for n, (k, _) in written.items()) or "nothing"
-                raise ConfigError(
-                    f"{path}: {step.where} ({step.label}): input {port!r} ({spec.kind_names}) reads {name!r}, which "
-                    f"no earlier step writes; written before it: {have}; valid inputs: {', '.join(step.inputs)}")
+                later = [f"{s.where} ({s.label})" for s, w in zip(steps[index + 1:], wirings[index + 1:], strict=True)
+                         if name in w.outputs.values()]
+                after = f"; {later[0]} writes it later: move this step after that one" if later else ""
+                raise ConfigError(f"{where}: input {port!r} ({spec.kind_names}) reads {name!r}, which no earlier step "
+                                  f"writes{after}; written before it: {have}; valid inputs: {', '.join(step.inputs)}")
             kind, writer = written[name]
             if kind not in spec.accepts:
-                raise ConfigError(
-                    f"{path}: {step.where} ({step.label}): input {port!r} accepts {spec.kind_names}, but {name!r} is a "
-                    f"{kind} (written by {writer}); valid inputs: {', '.join(step.inputs)}")
+                raise ConfigError(f"{where}: input {port!r} accepts {spec.kind_names}, but {name!r} holds {kind} "
+                                  f"(written by {writer}); valid inputs: {', '.join(step.inputs)}")
+            unread.pop(name, None)
         for port, name in wiring.outputs.items():
-            kinds = step.outputs[port].accepts
-            if name in written and written[name][0] not in kinds:
-                raise ConfigError(
-                    f"{path}: {step.where} ({step.label}): output {port!r} ({kinds[0]}) would overwrite {name!r}, a "
-                    f"{written[name][0]} written by {written[name][1]}; wire it to another name")
-            written[name] = (kinds[0], step.label)
-        wirings.append(wiring)
+            kind = step.outputs[port].accepts[0]
+            if name in written and written[name][0] is not kind:
+                raise ConfigError(f"{where}: output {port!r} ({kind}) would overwrite {name!r}, which holds "
+                                  f"{written[name][0]} (written by {written[name][1]}); wire it to another name")
+            if name in unread:
+                raise ConfigError(f"{where}: output {port!r} ({kind}) would replace {name!r}, written by "
+                                  f"{unread[name]} and read by no step since; wire one of them to another name "
+                                  f"(outputs: {{{port}: <name>}})")
+            written[name] = (kind, step.label)
+            if not kind.merges:
+                unread[name] = step.label
     return wirings, {name: kind for name, (kind, _) in written.items()}
 
 

@@ -29,7 +29,7 @@ from aimi.core.module import Discovery, Module, Phase, SourceModule, setting_nam
 from aimi.core.pipeline import Job, Pipeline, Stage
 from aimi.core.ports import FILES, MEASUREMENTS, WARNINGS
 from aimi.core.workflow import Step, Workflow
-from aimi.errors import CaseError, one_line
+from aimi.errors import CaseError, ConfigError, one_line
 
 log = logging.getLogger("aimi.core.runner")
 
@@ -74,13 +74,21 @@ class _Work:
     result: CaseResult
 
 
+def _built(path: Path, index: int, step: Step, context: RunContext) -> Module:
+    """The step's module, built once and wired; what a module finds wrong in the setup (weights, their dataset.json,
+    a checkpoint that does not load) names the workflow file and the step, like the loader's own errors."""
+    try:
+        return step.module(step.settings, context).wire(step.wiring)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: execute[{index}] ({step.label}): {error}") from None
+
 class Runner:
     def __init__(self, workflow: Workflow, context: RunContext) -> None:
         """`workflow` comes from load_workflow, which checked its wiring; each module is built once, wired."""
         self.workflow = workflow
         self.context = context
-        self.modules: list[tuple[Step, Module]] = [(s, s.module(s.settings, context).wire(s.wiring))
-                                                    for s in workflow.steps]
+        self.modules: list[tuple[Step, Module]] = [(step, _built(workflow.path, index, step, context))
+                                                    for index, step in enumerate(workflow.steps)]
         groups = _grouped([(step, phase) for step, module in self.modules[1:] for phase in module.phases()])
         self.stages = [Stage(self._stage_function(group, last=index == len(groups) - 1), group[0][1].on_device)
                        for index, group in enumerate(groups)]

@@ -27,6 +27,7 @@ from aimi.core.ports import Kind, StepPorts, Wiring, check_wiring, parse_wiring
 from aimi.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("general", "execute", "modules", "extends")
+STEP_KEYS = ("module", "origin", "inputs", "outputs")  # a step's own keys beside its module's settings
 ORIGINS = ("paper", "authors", "project")
 GENERAL_KEYS = ("description", "version")
 
@@ -92,8 +93,8 @@ def load_workflow(
     for name in module_settings:
         _known_module(name, registry, f"{path}: modules")
     overrides = overrides or {}
-    for name in overrides:
-        _known_module(name, registry, "--set")
+    for name, values in overrides.items():
+        _known_settings(_known_module(name, registry, "--set"), values, f"--set {name}")
     steps = _steps(path, raw.get("execute"), module_settings, overrides, option_settings or {}, registry)
     if not issubclass(steps[0].module, SourceModule):
         raise ConfigError(f"{path}: execute[0] is {steps[0].label}; a chain starts with a source (DicomImporter)")
@@ -153,6 +154,7 @@ def _steps(
             raise ConfigError(f"{where} ({name}): origin {origin!r} must start with one of "
                               f"{', '.join(f'{o}:' for o in ORIGINS)}")
         module = _known_module(name, registry, where)
+        _known_settings(module, own, f"{where} ({name})", also=STEP_KEYS)
         wiring = Wiring(parse_wiring(own.pop("inputs", None), module.inputs, "inputs", f"{where} ({name})"),
                         parse_wiring(own.pop("outputs", None), module.outputs, "outputs", f"{where} ({name})"))
         options = {key: value for key, value in option_settings.items() if key in setting_names(module)}
@@ -171,6 +173,15 @@ def _only_keys(mapping: Any, valid: Sequence[str], where: str) -> None:
     for key in mapping:
         if key not in valid:
             raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+
+
+def _known_settings(module: type[Module], raw: Mapping[str, Any], where: str, also: Sequence[str] = ()) -> None:
+    """Refuse a key that is neither one of the module's settings nor one of `also` (a step's own keys)."""
+    for key in raw:
+        if key not in also and key not in setting_names(module):
+            steps = f"; step keys: {', '.join(also)}" if also else ""
+            valid = ", ".join(sorted(setting_names(module))) or "(none)"
+            raise ConfigError(f"{where}: unknown setting {key!r} for {module.__name__}; valid settings: {valid}{steps}")
 
 
 def _known_module(name: str, registry: Mapping[str, type[Module]], where: str) -> type[Module]:

@@ -92,10 +92,7 @@ class RemapLabels(LabelMapEditor):
         self.mapping = dict(settings.mapping)
         if settings.names:
             manifest = context.manifest
-            try:
-                entry = manifest.entry(settings.weights)
-            except KeyError as error:
-                raise ConfigError(f"RemapLabels.weights: {error.args[0]}") from None
+            entry = manifest.entry(settings.weights)
             folder = model_folder(context.weights_dir, manifest, entry)
             self.mapping = mapping_by_names(folder / "dataset.json", settings.names)
 
