@@ -1,5 +1,5 @@
-"""Real-world input never takes a run down: 48 classes of bad and unusual DICOM, mixed into ONE folder with good
-series, through `aimi run` once and `aimi batch` once (tests/support/bad_inputs.py writes the corpus).
+"""Real-world input never takes a run down: every class of bad and unusual DICOM in tests/support/bad_inputs.py,
+mixed into ONE folder with good series, through `aimi run` once and `aimi batch` once.
 
 Per class: the status and reason it must get; every series the importer accepts is segmented into a
 dciodvfy-clean SEG; the exit code is 0 (nothing that was accepted failed); no traceback and no planted patient name
@@ -98,6 +98,8 @@ def test_each_class_gets_its_status_and_reason(name: str, corpus: Corpus, run: R
     entry = series[expect.series_uid]
     assert re.fullmatch(expect.status, entry["status"]), f"{name}: {entry}"
     assert re.search(expect.reason, entry["reason"]), f"{name}: {entry['reason']!r}"
+    if expect.series_warning:
+        assert any(re.search(expect.series_warning, w) for w in entry.get("warnings", [])), f"{name}: {entry}"
     for file in expect.files:  # files left out are reported against their series and among the ignored files
         assert file in ignored, f"{name}: {file} not listed"
 

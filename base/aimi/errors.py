@@ -33,6 +33,17 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:limit]
 
 
+#: A quoted value in an exception's text: pydicom and highdicom quote the header value they could not use.
+QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")
+
+
+def without_values(error: BaseException, limit: int = 200) -> str:
+    """`one_line`, with quoted values and unprintable characters taken out: what a library says about a header
+    value (a name, raw bytes) must not carry the value into a report or a log."""
+    text = QUOTED.sub("'...'", one_line(error, limit=1000))
+    return "".join(c if c.isprintable() and c.isascii() else "?" for c in text)[:limit]
+
+
 def os_reason(error: OSError) -> str:
     """The operating system's words for an OSError ("File too large", "No space left on device"), also when a
     library re-raised it with its own text around them."""

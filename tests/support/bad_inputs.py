@@ -8,6 +8,7 @@ patient name, so a test can grep every output for all of them (no name may reach
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Expect:
     files: list[str] = field(default_factory=list)  # ignored files, relative to the corpus root
     patient_name: str = ""
     warning: str = ""  # regex a warning of the case must match
+    series_warning: str = ""  # regex a warning of the series entry must match
 
 
 def _series(folder: Path, name: str, *, grid: GridSpec | None = None, seed: int = 0,
@@ -265,7 +267,9 @@ def empty_uids(root: Path, name: str) -> Expect:
 
 
 def multi_frame(root: Path, name: str) -> Expect:
-    return _edited(root, name, "multi_frame", _set(NumberOfFrames=2), "rejected", "multi-frame", only=0)
+    def two_frames(ds: pydicom.Dataset) -> None:
+        ds.NumberOfFrames, ds.PixelData = 2, ds.PixelData * 2
+    return _edited(root, name, "multi_frame", two_frames, "rejected", "multi-frame", only=0)
 
 
 def long_strings(root: Path, name: str) -> Expect:
@@ -418,6 +422,80 @@ def compressed_blob(root: Path, name: str) -> Expect:
     return Expect("ignored", "not a DICOM file|unreadable", files=_rel(root, [path]))
 
 
+def deflated_cut_short(root: Path, name: str) -> Expect:
+    """An interrupted copy of a deflated series: one file's compressed stream ends early (zlib.error in pydicom)."""
+    files, uid = _series(root / "deflated_cut", name)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+    files[7].write_bytes(files[7].read_bytes()[:-400])
+    return Expect("rejected", "slice spacing is not uniform", uid, files=_rel(root, [files[7]]), patient_name=name)
+
+
+def nested_sequences(root: Path, name: str) -> Expect:
+    """A small file whose sequences nest past Python's recursion limit (RecursionError in pydicom)."""
+    files, _ = _series(root / "nested", name, grid=demo_grid(rows=32, columns=32, slices=1))
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    sequence = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF)
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:data.index(b"\x08\x00\x05\x00")] + (sequence + item) * 3000)
+    return Expect("ignored", "unreadable DICOM", files=_rel(root, files))
+
+
+def one_series_uid_two_studies(root: Path, name: str) -> Expect:
+    """Two studies' series sharing one SeriesInstanceUID: both rejected, neither SEG overwrites the other."""
+    _, uid = _series(root / "shared_uid" / "a", name)
+    twin, _ = _series(root / "shared_uid" / "b", name, seed=2)
+    _edit(twin, _set(SeriesInstanceUID=uid))
+    return Expect("rejected", "SeriesInstanceUID is also used by 1 other study", uid, patient_name=name)
+
+
+def rows_larger_than_pixels(root: Path, name: str) -> Expect:
+    """Rows says 40 (or 60000) where the pixel data holds 32 rows: every file is unusable, nothing decodes it."""
+    files, uid = _series(root / "rows_mismatch", name)
+    _edit(files, _set(Rows=40))
+    return Expect("ignored", "pixel data holds 2048 bytes but Rows 40", uid, files=_rel(root, files),
+                  patient_name=name)
+
+
+def sop_class_only_in_meta(root: Path, name: str) -> Expect:
+    return _edited(root, name, "sop_class_in_meta", _delete("SOPClassUID"), "rejected", "SOPClassUID missing")
+
+
+def enhanced_class_on_single_frames(root: Path, name: str) -> Expect:
+    return _edited(root, name, "enhanced_class", _set(SOPClassUID=pydicom.uid.EnhancedCTImageStorage), "rejected",
+                   r"SOPClassUID 1\.2\.840\.10008\.5\.1\.4\.1\.1\.2\.1 \(Enhanced CT Image Storage\)")
+
+
+def retired_class(root: Path, name: str) -> Expect:
+    return _edited(root, name, "retired_class", _set(SOPClassUID="1.2.840.10008.5.1.4.1.1.5"), "rejected",
+                   r"SOPClassUID 1\.2\.840\.10008\.5\.1\.4\.1\.1\.5 \(Nuclear Medicine Image Storage")
+
+
+def spacing_not_in_mm(root: Path, name: str) -> Expect:
+    """PixelSpacing in micrometres: a 12.8 m field of view that nnU-Net would resample into gigabytes."""
+    return _edited(root, name, "spacing_um", _set(PixelSpacing=[400, 400]), "rejected", "field of view 12800 x 12800")
+
+
+def zero_slope(root: Path, name: str) -> Expect:
+    return _edited(root, name, "zero_slope", _set(RescaleSlope=0), "rejected", "RescaleSlope .*: a slope of 0")
+
+
+def nan_slope(root: Path, name: str) -> Expect:
+    return _edited(root, name, "nan_slope", _raw("RescaleSlope", b"nan "), "rejected",
+                   "RescaleSlope .*finite number")
+
+
+def last_slice_cut_short(root: Path, name: str) -> Expect:
+    """The last file of an interrupted copy, cut so short its header names no series: no gap to see, so the series
+    is segmented, saying that an unreadable DICOM file lies in its folder."""
+    files, uid = _series(root / "last_cut", name, grid=demo_grid(rows=32, columns=32, slices=SLICES + 1))
+    files[-1].write_bytes(files[-1].read_bytes()[:200])
+    return Expect("selected", "^$", uid, files=_rel(root, [files[-1]]), patient_name=name,
+                  series_warning="1 unreadable DICOM file.* in the series' own folder")
+
+
 CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function for function in [
     good, good_second, zero_byte, junk, truncated_file, no_pixel_data, structured_report, localizer, slice_gap,
     duplicate_files, mixed_sizes, mixed_orientations, gantry_tilt, rle_compressed, deflated, eight_bit,
@@ -426,6 +504,8 @@ CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function
     missing_orientation, missing_spacing, garbled_position, garbled_instance_number, screen_save, rgb,
     name_without_caret, dropped_first_and_last, dropped_middle, fifo, zero_orientation, sheared_orientation,
     zero_spacing, illegal_uid, huge_rescale, ybr_colour, zero_rows, big_endian, compressed_blob,
+    deflated_cut_short, nested_sequences, one_series_uid_two_studies, rows_larger_than_pixels, sop_class_only_in_meta,
+    enhanced_class_on_single_frames, retired_class, spacing_not_in_mm, zero_slope, nan_slope, last_slice_cut_short,
 ]}
 
 

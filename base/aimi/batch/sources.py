@@ -69,16 +69,27 @@ class LocalSource:
 
 
 def _scan_series(root: Path) -> dict[str, list[Path]]:
-    """Every DICOM file under `root` by SeriesInstanceUID (only that tag is read); other files are left out."""
+    """Every DICOM file under `root` by SeriesInstanceUID (only that tag is read). A file that cannot be read goes
+    with the series its folder holds alone (an interrupted copy's cut file), so the importer reports it against that
+    series instead of the series quietly coming out short; other files are left out."""
     index: dict[str, list[Path]] = {}
+    unreadable: list[Path] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-        except Exception:  # not DICOM, truncated or garbled: the importer reports it when the series is fetched
+            uid = str(header.get("SeriesInstanceUID", ""))
+        except Exception:  # not DICOM, truncated or garbled
+            unreadable.append(path)
             continue
-        uid = str(header.get("SeriesInstanceUID", ""))
         if uid:
             index.setdefault(uid, []).append(path)
+    series_in: dict[Path, set[str]] = {}
+    for uid, paths in index.items():
+        for path in paths:
+            series_in.setdefault(path.parent, set()).add(uid)
+    for path in unreadable:
+        if len(only := series_in.get(path.parent, set())) == 1:
+            index[next(iter(only))].append(path)
     return index
 
 

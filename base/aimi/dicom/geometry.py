@@ -63,8 +63,9 @@ class SeriesGeometry:
 def header_problem(ds: Dataset) -> str:
     """Why one image header cannot be a slice of a grid the chain reads, naming the tag; "" when it can.
 
-    Checked before any native library (dcm2niix, SimpleITK) sees the pixels: colour and multi-sample images, and
-    missing, non-numeric or degenerate geometry (orientation not two orthogonal unit vectors, spacing <= 0).
+    Checked before any native library (dcm2niix, SimpleITK) sees the pixels: colour and multi-sample images,
+    missing, non-numeric or degenerate geometry (orientation not two orthogonal unit vectors, spacing <= 0), and a
+    rescale that is not a finite, non-zero slope and a finite intercept.
     """
     samples = _values(ds, "SamplesPerPixel", 1) if "SamplesPerPixel" in ds else [1.0]
     if isinstance(samples, str) or samples != [1.0]:
@@ -89,6 +90,19 @@ def header_problem(ds: Dataset) -> str:
                 "vectors (degenerate orientation)")
     if np.any(found["PixelSpacing"] <= 0):
         return f"PixelSpacing {_shown(ds, 'PixelSpacing')}: both values must be > 0"
+    return _rescale_problem(ds)
+
+
+def _rescale_problem(ds: Dataset) -> str:
+    """A slope of 0 makes every voxel one value, a non-finite one makes NaN: both pass any intensity check."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = _values(ds, keyword, 1) if keyword in ds else "missing"
+        if isinstance(value, str):
+            if "missing" in value:  # absent or empty: the identity
+                continue
+            return value
+        if keyword == "RescaleSlope" and value[0] == 0:
+            return f"RescaleSlope {_shown(ds, keyword)}: a slope of 0 maps every pixel to one value"
     return ""
 
 

@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from aimi.errors import one_line, os_reason
+from aimi.errors import os_reason, without_values
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -115,22 +115,30 @@ def sop_class(header: Dataset) -> UID:
 
 
 def read_image_header(path: Path) -> tuple[Dataset | None, str]:
-    """The header of a DICOM image file without its pixel data, or None and the reason the file is not used."""
+    """The header of a DICOM image file without its pixel data, or None and the reason the file is not used.
+
+    Whatever the bytes hold - a deflated stream cut short, sequences nested past Python's recursion limit, values
+    pydicom cannot convert - the file gets a reason; nothing raises out of here.
+    """
     try:
         header = pydicom.dcmread(path, defer_size=1024)
     except InvalidDicomError:
         return None, "not a DICOM file"
     except OSError as error:
         return None, f"unreadable: {os_reason(error)}"
-    except (ValueError, EOFError, KeyError, TypeError, AttributeError) as error:
-        return None, f"unreadable DICOM: {one_line(error)}"
-    kind = sop_class(header)
-    if "Image Storage" not in kind.name or "Segmentation" in kind.name:
-        return None, f"not an image object ({kind.name or 'no SOP class'})"
-    problem = _pixel_data_problem(path, header)
-    if PIXEL_DATA in header:
-        del header[PIXEL_DATA]
+    except Exception as error:  # zlib.error, RecursionError, pydicom's conversion errors, ...
+        return None, f"unreadable DICOM: {without_values(error)}"
+    try:
+        kind = sop_class(header)
+        if "Image Storage" not in kind.name or "Segmentation" in kind.name:
+            return None, f"not an image object ({kind.name or 'no SOP class'})"
+        problem = _pixel_data_problem(path, header)
+        if PIXEL_DATA in header:
+            del header[PIXEL_DATA]
+    except Exception as error:
+        return None, f"unreadable DICOM: {without_values(error)}"
     return header, problem
+
 
 
 def _pixel_data_problem(path: Path, header: Dataset) -> str:
@@ -146,4 +154,21 @@ def _pixel_data_problem(path: Path, header: Dataset) -> str:
     size = path.stat().st_size
     if start + length > size:
         return f"truncated: pixel data needs {start + length} bytes, file has {size}"
+    return _native_size_problem(header, length)
+
+
+def _native_size_problem(header: Dataset, length: int) -> str:
+    """Native (uncompressed) pixel data shorter than Rows x Columns x samples x bytes per sample says: the decoder
+    would read past it (dcm2niix fails late, naming no tag)."""
+    try:
+        rows, columns = int(header.Rows), int(header.Columns)
+        samples = int(header.get("SamplesPerPixel", 1) or 1)
+        bits = int(header.BitsAllocated)
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return ""  # the importer names the tag that is missing or not a number
+    needed = (rows * columns * samples * frames * bits + 7) // 8
+    if length < needed:
+        return (f"pixel data holds {length} bytes but Rows {rows} x Columns {columns} x {bits} bits need {needed}: "
+                "Rows, Columns or BitsAllocated do not describe the pixels")
     return ""

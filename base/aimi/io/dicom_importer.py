@@ -12,17 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.uid import UID
+from pydicom.uid import UID, CTImageStorage, MRImageStorage, PositronEmissionTomographyImageStorage
 
 from aimi.core.case import Case, DicomSeries
 from aimi.core.context import RunContext
 from aimi.core.module import Discovery, SourceModule
 from aimi.dicom.geometry import GeometryError, header_problem, series_geometry, sort_by_position
-from aimi.dicom.scan import SeriesFiles, scan
+from aimi.dicom.scan import ScanResult, SeriesFiles, scan
 from aimi.dicom.selection import Rule, as_number, first_failure, parse_rules
-from aimi.errors import one_line
+from aimi.errors import without_values
 
 CASE_KINDS = ("series", "study")
+#: The SOP classes a SEG can take as its source here: classic single-frame cross-sectional images (an Enhanced or
+#: retired class on single-frame headers fails in the SEG writer, after inference).
+SOURCE_CLASSES = (CTImageStorage, MRImageStorage, PositronEmissionTomographyImageStorage)
+#: Larger than any patient along any axis: a grid this size says PixelSpacing or the positions are not in mm (and
+#: resampled to the model's spacing it would need gigabytes).
+MAX_EXTENT_MM = 2000.0
 #: Which of a study's selected series (ordered by `first_per_study_by`) a series case takes: the first; the first
 #: post-contrast phase (ContrastBolusAgent set; where no series of the study sets it, the second in time, the first
 #: being the pre-contrast phase); or the pre-contrast phase (the first without ContrastBolusAgent).
@@ -75,11 +81,20 @@ class DicomImporter(SourceModule):
         ignored = [{"file": _relative(path, input_dir), "reason": reason} for path, reason in result.ignored]
         candidates: list[Candidate] = []
         records = []
+        studies_of = defaultdict(set)
         for group in result.series:
+            studies_of[group.series_uid].add(group.study_uid)
+        for group in result.series:
+            if len(studies_of[group.series_uid]) > 1:
+                records.append(_record(group) | {"status": "rejected", "reason": (
+                    f"SeriesInstanceUID is also used by {len(studies_of[group.series_uid]) - 1} other study(ies) in "
+                    "the input: a series UID must be unique (outputs and SEG references are keyed by it)")})
+                continue
             record, candidate = self._examine_isolated(group)
             records.append(record)
             if candidate:
                 candidates.append(candidate)
+        _warn_of_unreadable_neighbours(candidates, result)
         if self.settings.case == "series":
             if self.settings.first_per_study_by:
                 candidates = _one_per_study(candidates, self.settings.first_per_study_by, self.settings.phase)
@@ -94,7 +109,7 @@ class DicomImporter(SourceModule):
         try:
             return self._examine(group, record)
         except Exception as error:  # a header no rule foresaw: this series is rejected, the others go on
-            record.update(status="rejected", reason=f"could not examine the series: {one_line(error)}")
+            record.update(status="rejected", reason=f"could not examine the series: {without_values(error)}")
             return record, None
 
     def _examine(self, group: SeriesFiles, record: dict[str, Any]) -> tuple[dict[str, Any], Candidate | None]:
@@ -117,6 +132,11 @@ class DicomImporter(SourceModule):
             geometry = series_geometry(ordered)
         except GeometryError as error:
             return verdict("rejected", f"irregular geometry: {error}")
+        extent = [size * spacing for size, spacing in zip(geometry.size, geometry.spacing, strict=True)]
+        if max(extent) > MAX_EXTENT_MM:
+            return verdict("rejected", (
+                f"field of view {' x '.join(f'{e:.0f}' for e in extent)} mm (PixelSpacing, slice positions): larger "
+                f"than any patient ({MAX_EXTENT_MM:.0f} mm): the values are not in mm"))
         files = {id(h): f for h, f in unique.values()}
         series = DicomSeries(
             group.study_uid, group.series_uid, record["modality"], record["description"],
@@ -162,6 +182,35 @@ class DicomImporter(SourceModule):
                 continue
             cases.append(Case(study_uid, {role: chosen[role].series for role in self.rules}))
         return cases, failures
+
+
+def _warn_of_unreadable_neighbours(candidates: list[Candidate], result: ScanResult) -> None:
+    """A DICOM file cut so short that its header no longer names a series (an interrupted copy) cannot be counted
+    against one; where it lies in a folder that holds only one series, that series says so."""
+    series_in: dict[Path, set[str]] = defaultdict(set)
+    for group in result.series:
+        for path in group.files:
+            series_in[path.parent].add(group.series_uid)
+    cut_short: dict[Path, int] = defaultdict(int)
+    for path, reason in result.ignored:
+        if reason.startswith(("not a DICOM file", "unreadable DICOM")) and _has_dicom_preamble(path):
+            cut_short[path.parent] += 1
+    for candidate in candidates:
+        uid = candidate.series.series_uid
+        count = sum(cut_short[folder] for folder in {p.parent for p in candidate.series.files}
+                    if series_in[folder] == {uid})
+        if count:
+            candidate.record.setdefault("warnings", []).append(
+                f"{count} unreadable DICOM file(s) in the series' own folder (cut short?): if they were its slices, "
+                "the volume is short")
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _one_per_study(candidates: list[Candidate], order_by: list[str], phase: str) -> list[Candidate]:
@@ -271,6 +320,11 @@ def _unusable(group: SeriesFiles) -> str:
     frames = max(_int(h.get("NumberOfFrames")) or 1 for h in group.headers)
     if frames > 1:
         return f"multi-frame images ({frames} frames): only classic single-frame series are supported"
+    classes = {_text(h, "SOPClassUID") for h in group.headers}
+    if unknown := sorted(classes - set(SOURCE_CLASSES)):
+        shown = ", ".join(f"{uid} ({UID(uid).name})" if uid else "missing" for uid in unknown)
+        return (f"SOPClassUID {shown}: a SEG's source here is a classic single-frame CT, MR or PET image "
+                "(the file meta's class does not stand in for the dataset's own)")
     return ""
 
 
