@@ -192,12 +192,16 @@ def rle_compressed(root: Path, name: str) -> Expect:
     return Expect("selected", "^$", uid, patient_name=name)
 
 
-def deflated(root: Path, name: str) -> Expect:
-    files, uid = _series(root / "deflated", name)
+def _deflate(files: list[Path]) -> None:
     for path in files:
         ds = pydicom.dcmread(path)
         ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
         ds.save_as(path)
+
+
+def deflated(root: Path, name: str) -> Expect:
+    files, uid = _series(root / "deflated", name)
+    _deflate(files)
     return Expect("selected", "^$", uid, patient_name=name)
 
 
@@ -425,10 +429,7 @@ def compressed_blob(root: Path, name: str) -> Expect:
 def deflated_cut_short(root: Path, name: str) -> Expect:
     """An interrupted copy of a deflated series: one file's compressed stream ends early (zlib.error in pydicom)."""
     files, uid = _series(root / "deflated_cut", name)
-    for path in files:
-        ds = pydicom.dcmread(path)
-        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-        ds.save_as(path)
+    _deflate(files)
     files[7].write_bytes(files[7].read_bytes()[:-400])
     return Expect("rejected", "slice spacing is not uniform", uid, files=_rel(root, [files[7]]), patient_name=name)
 
