@@ -12,6 +12,7 @@ from aimi.core.context import RunOptions
 from aimi.core.ports import LABELMAP, SERIES_LABELMAPS, ports_table
 from aimi.core.workflow import load_workflow, parse_overrides
 from aimi.errors import EXIT_USAGE, ConfigError
+from aimi.manifest import load_manifest
 from aimi.models import available_models, load_model
 from aimi.registry import registry
 
@@ -235,3 +236,12 @@ def test_the_readme_new_model_example_loads_and_wires_like_the_kidney_chain(tmp_
     kidney = load_workflow(KIDNEY.workflow_path("default"), registry())
     assert [s.label for s in chain.steps] == [s.label for s in kidney.steps]
     assert [s.wiring for s in chain.steps] == [s.wiring for s in kidney.steps]
+
+
+def test_the_readme_new_model_manifest_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Adding a model"):]
+    block = section[section.index("```toml\n") + 8:section.index("```\n", section.index("```toml\n"))]
+    (tmp_path / "manifest.toml").write_text("\n".join(line[3:] for line in block.splitlines()))
+    manifest = load_manifest(tmp_path / "manifest.toml")
+    assert (manifest.name, manifest.entry("spleen").nnunet.dataset) == ("bamf_nnunet_ct_spleen", "Dataset123_Spleen")
