@@ -497,6 +497,12 @@ def last_slice_cut_short(root: Path, name: str) -> Expect:
                   series_warning="1 unreadable DICOM file.* in the series' own folder")
 
 
+def odd_file_name(root: Path, name: str) -> Expect:
+    """A name with a newline and bytes that are not UTF-8: reported with escapes, so the report stays strict JSON."""
+    write_non_dicom(root / "odd_names" / os.fsdecode(b"junk\xff\nname.dcm"))
+    return Expect("ignored", "not a DICOM file", files=["odd_names/junk\\xff\\nname.dcm"])
+
+
 CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function for function in [
     good, good_second, zero_byte, junk, truncated_file, no_pixel_data, structured_report, localizer, slice_gap,
     duplicate_files, mixed_sizes, mixed_orientations, gantry_tilt, rle_compressed, deflated, eight_bit,
@@ -507,6 +513,7 @@ CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function
     zero_spacing, illegal_uid, huge_rescale, ybr_colour, zero_rows, big_endian, compressed_blob,
     deflated_cut_short, nested_sequences, one_series_uid_two_studies, rows_larger_than_pixels, sop_class_only_in_meta,
     enhanced_class_on_single_frames, retired_class, spacing_not_in_mm, zero_slope, nan_slope, last_slice_cut_short,
+    odd_file_name,
 ]}
 
 

@@ -296,7 +296,7 @@ def _record(group: SeriesFiles) -> dict[str, Any]:
         "files": len(group.files),
     }
     if group.dropped:
-        record["dropped_files"] = [{"file": path.name, "reason": reason} for path, _, reason in group.dropped]
+        record["dropped_files"] = [{"file": _shown(path.name), "reason": reason} for path, _, reason in group.dropped]
     return record
 
 
@@ -355,6 +355,13 @@ def _int(value: Any) -> int | None:
 
 def _relative(path: Path, root: Path) -> str:
     try:
-        return str(path.relative_to(root))
+        return _shown(str(path.relative_to(root)))
     except ValueError:
-        return path.name
+        return _shown(path.name)
+
+
+def _shown(name: str) -> str:
+    """A file name for the report: bytes that are not UTF-8 (kept by Python as lone surrogates, which strict JSON
+    readers refuse) and control characters written as escapes."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
