@@ -191,9 +191,10 @@ def _warn_of_unreadable_neighbours(candidates: list[Candidate], result: ScanResu
     for group in result.series:
         for path in group.files:
             series_in[path.parent].add(group.series_uid)
+    counted = {path for group in result.series for path, _, _ in group.dropped}  # already against their series
     cut_short: dict[Path, int] = defaultdict(int)
     for path, reason in result.ignored:
-        if reason.startswith(("not a DICOM file", "unreadable DICOM")) and _has_dicom_preamble(path):
+        if path not in counted and not reason.startswith("not an image object") and _has_dicom_preamble(path):
             cut_short[path.parent] += 1
     for candidate in candidates:
         uid = candidate.series.series_uid
