@@ -503,6 +503,35 @@ def odd_file_name(root: Path, name: str) -> Expect:
     return Expect("ignored", "not a DICOM file", files=["odd_names/junk\\xff\\nname.dcm"])
 
 
+def orientation_within_tolerance(root: Path, name: str) -> Expect:
+    """One slice's orientation off by 5e-5 (a writer's rounding): one grid to the importer, one SEG orientation."""
+    return _edited(root, name, "orientation_eps", _set(ImageOrientationPatient=[1, 0, 0, 0, 0.99999999, 0.00005]),
+                   "selected", "^$", only=5)
+
+
+def header_values_no_seg_may_carry(root: Path, name: str) -> Expect:
+    """Patient and study values as archives hold them: a sex spelt out, an ACR-NEMA time, a birth date in words, a
+    second name after a backslash, control characters. Segmented; the SEG carries them cleaned, saying which."""
+    return _edited(root, name, "header_values", lambda ds: (
+        _raw("PatientSex", b"Male")(ds), _raw("StudyTime", b"10:30:00")(ds), _raw("PatientBirthDate", b"unknown ")(ds),
+        _raw("PatientID", b"ID\x07\\ID2 ")(ds), _raw("AccessionNumber", b"A\x01\\B ")(ds)),
+        "selected", "^$", warning="SEG header: PatientSex")
+
+
+def slice_thickness_unusable(root: Path, name: str) -> Expect:
+    """SliceThickness 0 (a Type 2 value many exports leave empty or absent): the SEG takes the slice step."""
+    return _edited(root, name, "thickness_zero", _set(SliceThickness=0), "selected", "^$",
+                   warning="SEG header: SliceThickness")
+
+
+def iso2022_japanese(root: Path, name: str) -> Expect:
+    """A Japanese name under ISO 2022 code extensions (first value empty): decoded, the SEG written as UTF-8."""
+    def japanese(ds: pydicom.Dataset) -> None:
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        ds.StudyDescription = "腎臓"
+    return _edited(root, name, "iso2022", japanese, "selected", "^$")
+
+
 CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function for function in [
     good, good_second, zero_byte, junk, truncated_file, no_pixel_data, structured_report, localizer, slice_gap,
     duplicate_files, mixed_sizes, mixed_orientations, gantry_tilt, rle_compressed, deflated, eight_bit,
@@ -513,7 +542,8 @@ CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function
     zero_spacing, illegal_uid, huge_rescale, ybr_colour, zero_rows, big_endian, compressed_blob,
     deflated_cut_short, nested_sequences, one_series_uid_two_studies, rows_larger_than_pixels, sop_class_only_in_meta,
     enhanced_class_on_single_frames, retired_class, spacing_not_in_mm, zero_slope, nan_slope, last_slice_cut_short,
-    odd_file_name,
+    odd_file_name, orientation_within_tolerance, header_values_no_seg_may_carry, slice_thickness_unusable,
+    iso2022_japanese,
 ]}
 
 

@@ -7,6 +7,7 @@ series per role from each study (brain: t1, t1c, t2, flair).
 
 from __future__ import annotations
 
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,10 @@ def _warn_of_unreadable_neighbours(candidates: list[Candidate], result: ScanResu
 
 
 def _has_dicom_preamble(path: Path) -> bool:
+    """Only a regular file is opened: a FIFO among the ignored files would block the scan."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
         with path.open("rb") as file:
             return file.read(132)[128:] == b"DICM"
     except OSError:

@@ -15,7 +15,7 @@ import aimi
 from aimi.core.case import MAIN, SERIES, Case, DicomSeries
 from aimi.core.context import RunContext
 from aimi.core.module import Module
-from aimi.core.ports import LABELMAP, PROVENANCE, SEGS, SERIES_LABELMAPS, Port, ports
+from aimi.core.ports import LABELMAP, PROVENANCE, SEGS, SERIES_LABELMAPS, WARNED, Port, ports
 from aimi.core.ports import SERIES as SERIES_KIND
 from aimi.dicom.resample import role_on_source_grid
 from aimi.errors import CaseError, ConfigError
@@ -52,7 +52,7 @@ class DsegConverter(Module):
         provenance=Port(PROVENANCE, "the weights behind the labels, for the SEG header", "provenance",
                         optional=True),
     )
-    outputs = ports(segs=Port(SEGS, "one SEG dataset per role", "segs"))
+    outputs = ports(segs=Port(SEGS, "one SEG dataset per role", "segs"), warnings=WARNED)
     Settings = Settings
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
@@ -65,20 +65,26 @@ class DsegConverter(Module):
         series_by_role: dict[str, DicomSeries] = self.read(case, "series")
         labels = self.read(case, "labels")
         header = self._header(self.read(case, "provenance") or {})
-        segs = {}
+        segs, warnings = {}, []
         for role in self.settings.roles or list(series_by_role):
             if role not in series_by_role:
                 raise CaseError(f"case {case.id}: DsegConverter.roles names {role!r}; the case has "
                                 f"{list(series_by_role)}")
             series = series_by_role[role]
+            notes: list[str] = []
             try:
                 segs[role] = build_seg(
                     role_on_source_grid(labels, role, series.geometry), series.headers, self.segments, header,
-                    keep_empty_frames=self.settings.keep_empty_frames,
+                    keep_empty_frames=self.settings.keep_empty_frames, notes=notes,
                 )
             except (KeyError, ValueError) as error:
+                # build_seg's own messages and SegEncodingError name attributes and rules, never header values
                 raise CaseError(f"series {series.series_uid}: cannot encode the SEG: {error}") from None
+            except Exception as error:
+                raise CaseError(f"series {series.series_uid}: cannot encode the SEG: {type(error).__name__}") from None
+            warnings += [f"series {series.series_uid}: SEG header: {note}" for note in notes]
         self.write(case, "segs", segs)
+        self.write(case, "warnings", warnings)
 
     def _header(self, provenance: dict[str, dict[str, str]]) -> SegHeader:
         """Where the weights came from, as a reviewer checks it against Zenodo: the record(s) as the algorithm source,

@@ -7,6 +7,7 @@ SEG frame references its source SOP instance (DerivationImageSequence/SourceImag
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,22 @@ from pydicom.valuerep import MAX_VALUE_LEN, PersonName
 
 from aimi.atomic import write_atomically
 from aimi.seg.segments import SegmentSpec
+from aimi.seg.source_header import UTF8, SegEncodingError, source_for_seg
+
+#: Attributes an exception of highdicom or pydicom may name when it refuses a source header (never their values).
+HEADER_KEYWORDS = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientAge", "PatientSize",
+    "PatientWeight", "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID",
+    "SpecificCharacterSet", "SliceThickness", "SpacingBetweenSlices", "PixelSpacing", "ImagePositionPatient",
+    "ImageOrientationPatient", "Rows", "Columns", "Modality", "Manufacturer",
+})
+
 
 #: Longest value of each free-text VR (PS3.5 6.2; a person name: 64 characters per component group).
 TEXT_VR_LIMITS = {vr: MAX_VALUE_LEN[vr] for vr in ("AE", "CS", "LO", "LT", "SH", "ST")} | {"PN": 64}
+#: VRs whose values follow SpecificCharacterSet (PS3.5 6.1.2.3).
+TEXT_VRS = frozenset({"SH", "LO", "UC", "ST", "LT", "UT", "PN"})
 
 
 def _artificial_intelligence() -> hd.sr.CodedConcept:
@@ -63,6 +77,7 @@ def build_seg(
     *,
     keep_empty_frames: bool = False,
     algorithm_types: Mapping[int, str] | None = None,
+    notes: list[str] | None = None,
 ) -> hd.seg.Segmentation:
     """A BINARY SEG with one segment per table entry, in table order, each frame referencing its source slice.
 
@@ -74,15 +89,75 @@ def build_seg(
     SEGs of one model carry the same segment list. Empty frames are omitted unless `keep_empty_frames`; when the
     whole label map is empty every frame is kept, since a SEG needs at least one frame. Frames that would pack into
     an odd number of bytes get one empty frame more (see _even_packing).
+
+    The patient, study and clinical-trial values highdicom copies come from a cleaned copy of the first source
+    dataset (aimi.seg.source_header): what was changed or dropped is appended to `notes`, by attribute and rule,
+    never by value. Any exception of highdicom or pydicom becomes a SegEncodingError that names no header value.
     """
     _check_labels(labels, source_datasets, segments)
     omit = not keep_empty_frames and bool(labels.any())
-    seg = _segmentation(labels, source_datasets, segments, header, omit_empty_frames=omit,
-                        algorithm_types=algorithm_types or {})
-    _even_packing(seg, source_datasets)
-    seg.BodyPartExamined = header.body_part_examined
-    fit_text_to_vr(seg)
+    descriptions = _segment_descriptions(segments, header, algorithm_types or {})
+    try:
+        first, changed = source_for_seg(source_datasets)
+        sources = [first, *_with_shared_orientation(first, source_datasets[1:])]
+        seg = _segmentation(_segment_number_map(labels, segments), sources, descriptions, header,
+                            omit_empty_frames=omit)
+        _even_packing(seg, source_datasets)
+        seg.BodyPartExamined = header.body_part_examined
+        fit_text_to_vr(seg)
+        declare_character_set(seg)
+    except SegEncodingError:
+        raise
+    except Exception as error:
+        raise SegEncodingError(_refusal(error)) from None
+    if notes is not None:
+        notes.extend(changed)
     return seg
+
+
+def _with_shared_orientation(first: Dataset, others: Sequence[Dataset]) -> list[Dataset]:
+    """highdicom wants every source slice's ImageOrientationPatient equal to the first's, value for value; the
+    importer accepts slices that differ within its tolerance (a writer's rounding), so those go in with the
+    first's orientation (copies: the case's headers stay as read)."""
+    orientation = first.ImageOrientationPatient
+    shared = []
+    for ds in others:
+        if ds.ImageOrientationPatient != orientation:
+            ds = copy.deepcopy(ds)  # a shallow copy shares the elements
+            ds.ImageOrientationPatient = orientation
+        shared.append(ds)
+    return shared
+
+
+def _refusal(error: Exception) -> str:
+    """What a refused build says: the exception type and the header attribute(s) its text names; a value never."""
+    words = set(re.findall(r"[A-Za-z]+", str(error)))
+    named = sorted(HEADER_KEYWORDS & (words | {w.removesuffix("Values") for w in words}))
+    about = f" ({', '.join(named)})" if named else ""
+    return f"highdicom/pydicom refused the source header{about}: {type(error).__name__}"
+
+
+def declare_character_set(seg: Dataset) -> None:
+    """ISO_IR 192 (UTF-8) where any text value of the SEG is not ASCII, else no SpecificCharacterSet (the default
+    repertoire): the values are decoded text by now, whatever character set their source used."""
+    if _has_non_ascii(seg):
+        seg.SpecificCharacterSet = UTF8
+    elif "SpecificCharacterSet" in seg:
+        del seg.SpecificCharacterSet
+
+
+def _has_non_ascii(ds: Dataset) -> bool:
+    for element in ds:
+        if element.VR == "SQ":
+            if any(_has_non_ascii(item) for item in element.value):
+                return True
+            continue
+        if element.VR not in TEXT_VRS or element.value is None:
+            continue
+        values = element.value if isinstance(element.value, MultiValue) else [element.value]
+        if any(not str(v).isascii() for v in values):
+            return True
+    return False
 
 
 def _packed_bytes(frames: int, seg: Dataset) -> int:
@@ -139,14 +214,14 @@ def _frame_item(template: Dataset, number: int, position: int) -> Dataset:
     return extra
 
 
-def _segmentation(labels: np.ndarray, source_datasets: Sequence[Dataset], segments: Sequence[SegmentSpec],
-                  header: SegHeader, *, omit_empty_frames: bool,
-                  algorithm_types: Mapping[int, str]) -> hd.seg.Segmentation:
+def _segmentation(pixel_array: np.ndarray, source_datasets: Sequence[Dataset],
+                  descriptions: Sequence[hd.seg.SegmentDescription], header: SegHeader, *,
+                  omit_empty_frames: bool) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=source_datasets,
-        pixel_array=_segment_number_map(labels, segments),
+        pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(segments, header, algorithm_types),
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=header.series_number,
         sop_instance_uid=hd.UID(),
@@ -160,6 +235,7 @@ def _segmentation(labels: np.ndarray, source_datasets: Sequence[Dataset], segmen
         content_label=header.content_label,
         omit_empty_frames=omit_empty_frames,
         series_description=header.series_description,
+        specific_character_set=None,  # declared afterwards, from the text the SEG holds (declare_character_set)
     )
 
 
