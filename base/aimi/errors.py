@@ -27,10 +27,17 @@ class CaseError(RuntimeError):
     """A case cannot be completed; the message names the series and what to do about it."""
 
 
+#: A source location in a native library's message (SimpleITK: "/tmp/SimpleITK-build/.../itkImageBase.hxx:77:").
+BUILD_PATH = re.compile(r"/\S*/(?=[\w.-]+\.(?:hxx|cxx|h|cpp|c):\d+)")
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
-    """`Type: first line of the message`, cut to `limit`: a reason for a report, never a traceback or a dump."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:limit]
+    """`Type: first line of the message`, cut to `limit`: a reason for a report, never a traceback or a dump. Where
+    the first line only says where (SimpleITK's "Exception thrown in ...: <file>:<line>:"), the next one, which says
+    what, is kept too; build paths are cut to the file name."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else "")
+    return f"{type(error).__name__}: {BUILD_PATH.sub('', text)}"[:limit]
 
 
 #: A quoted value in an exception's text: pydicom and highdicom quote the header value they could not use.

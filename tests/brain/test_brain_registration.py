@@ -159,3 +159,16 @@ def test_atlas_labels_land_on_each_series_own_anatomy(synthetic: Study, tmp_path
         print(f"{role}: atlas label vs the series' own blob, Dice {overlap:.3f}")
         assert overlap > 0.8
     assert case.artifacts["images"] is not case.artifacts["atlas_images"]  # the series-grid images stay for QC
+
+
+def test_a_series_registration_cannot_use_fails_its_case_naming_the_role_and_what_itk_said(tmp_path: Path) -> None:
+    """Three slices cannot be smoothed at the coarse levels: the reason names the role and ITK's cause, not the
+    source location SimpleITK puts on its first line."""
+    reference = sitk.GaussianSource(sitk.sitkFloat32, [40, 40, 40], sigma=[8.0] * 3, mean=[20.0] * 3, scale=500.0)
+    thin = sitk.GaussianSource(sitk.sitkFloat32, [40, 40, 3], sigma=[8.0, 8.0, 2.0], mean=[20.0, 20.0, 1.0],
+                               scale=500.0)
+    case = Case("thin", {}, artifacts={"images": {"t1c": reference, "flair": thin}})
+    with pytest.raises(CaseError, match=r"case thin: registering 'flair' to 't1c': RuntimeError: .*less than 4") \
+            as error:
+        RigidRegistration(rigid_registration.Settings(), context(tmp_path))(case)
+    assert "/" not in str(error.value).split("RuntimeError")[1]  # no build path

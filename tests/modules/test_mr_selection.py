@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 
 from aimi.core.context import RunContext, RunOptions
 from aimi.core.workflow import load_workflow
@@ -111,6 +114,20 @@ def test_breast_takes_the_first_post_contrast_phase_and_explains_the_rest(contra
                                                         "contain 'ORIGINAL'")
     assert seen["t1_fl3d_tra_dyn_MIP"][0] == "skipped" and "ORIGINAL" in seen["t1_fl3d_tra_dyn_MIP"][1]
     assert seen["t2_tse_tra"][0] == "skipped"
+
+
+@pytest.mark.parametrize("tag", [0x00180010, 0x00080032, 0x00200011])  # ContrastBolusAgent, AcquisitionTime, number
+def test_a_phase_value_pydicom_cannot_decode_leaves_the_other_studies_their_case(tag: int, tmp_path: Path):
+    """A binary VR of odd length where the study-level choice reads: that header can no longer end the run."""
+    write_breast_study(tmp_path / "in" / "good", contrast_tag=True)
+    write_breast_study(tmp_path / "in" / "bad", contrast_tag=True)
+    for path in (tmp_path / "in" / "bad" / "t1_fl3d_tra_dyn_post2").iterdir():
+        ds = pydicom.dcmread(path)
+        ds[tag] = RawDataElement(Tag(tag), "SS", 3, b"abc", 0, False, True)
+        ds.save_as(path)
+    discovery = importer("bamf_nnunet_mr_breast", tmp_path).discover(tmp_path / "in")
+    assert len(discovery.cases) == 2
+    assert {case.series["t1_dce"].description for case in discovery.cases} == {"t1_fl3d_tra_dyn_post1"}
 
 
 def test_breast_can_be_switched_to_the_pre_contrast_phase(tmp_path: Path):

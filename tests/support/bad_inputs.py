@@ -532,6 +532,15 @@ def iso2022_japanese(root: Path, name: str) -> Expect:
     return _edited(root, name, "iso2022", japanese, "selected", "^$")
 
 
+def values_dcm2niix_splits_on(root: Path, name: str) -> Expect:
+    """One grid whose slices alternate EchoNumbers and ProtocolName (as some exports write them): dcm2niix would
+    split it into two volumes, neither on the series' grid."""
+    files, uid = _series(root / "split_values", name)
+    for index in range(1, SLICES, 2):
+        _edit(files, _set(EchoNumbers=2, ProtocolName="ABDOMEN B"), only=index)
+    return Expect("selected", "^$", uid, patient_name=name)
+
+
 CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function for function in [
     good, good_second, zero_byte, junk, truncated_file, no_pixel_data, structured_report, localizer, slice_gap,
     duplicate_files, mixed_sizes, mixed_orientations, gantry_tilt, rle_compressed, deflated, eight_bit,
@@ -543,7 +552,7 @@ CLASSES: dict[str, Callable[[Path, str], Expect]] = {function.__name__: function
     deflated_cut_short, nested_sequences, one_series_uid_two_studies, rows_larger_than_pixels, sop_class_only_in_meta,
     enhanced_class_on_single_frames, retired_class, spacing_not_in_mm, zero_slope, nan_slope, last_slice_cut_short,
     odd_file_name, orientation_within_tolerance, header_values_no_seg_may_carry, slice_thickness_unusable,
-    iso2022_japanese,
+    iso2022_japanese, values_dcm2niix_splits_on,
 ]}
 
 

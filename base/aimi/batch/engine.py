@@ -29,7 +29,7 @@ from aimi.core.context import RunOptions
 from aimi.core.log import event
 from aimi.core.pipeline import Job
 from aimi.core.runner import CaseResult, Runner, result_of
-from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from aimi.errors import EXIT_FAILED, EXIT_OK, ConfigError, without_values
 from aimi.models import load_model
 from aimi.report import now, report_header, write_report
 from aimi.weights import check_image_weights
@@ -165,7 +165,7 @@ def _cases(runner: Runner, item: Fetched) -> tuple[list[Case], Outcome | None]:
     try:
         discovery = runner.discover(item.folder)
     except Exception as error:  # an unreadable download fails this series, not the batch
-        return [], Outcome("failed", "DicomImporter", f"{type(error).__name__}: {error}")
+        return [], Outcome("failed", "DicomImporter", without_values(error))
     cases = [case for case in discovery.cases if item.uid in {s.series_uid for s in case.series.values()}]
     if not cases:
         reasons = [f"{s['status']}: {s['reason']}" for s in discovery.series if s.get("reason")]

@@ -16,7 +16,7 @@ from aimi.brain.registration import Schedule, register
 from aimi.core.case import Case
 from aimi.core.module import Module
 from aimi.core.ports import IMAGES, MEASURED, TRANSFORMS, Port, ports
-from aimi.errors import CaseError
+from aimi.errors import CaseError, one_line
 
 INITIALIZERS = {
     "identity": None,
@@ -83,6 +83,9 @@ class RigidRegistration(Module):
         for role in self.settings.roles or [r for r in images if r != reference]:
             if role not in images:
                 raise CaseError(f"case {case.id}: RigidRegistration.roles names {role!r}, which has no image")
-            transforms[role], metrics[role] = register_rigid(fixed, images[role], self.settings)
+            try:
+                transforms[role], metrics[role] = register_rigid(fixed, images[role], self.settings)
+            except RuntimeError as error:  # SimpleITK: too few slices to smooth, no overlap, a blank image...
+                raise CaseError(f"case {case.id}: registering {role!r} to {reference!r}: {one_line(error)}") from None
         self.write(case, "transforms", transforms)
         self.write(case, "measurements", {self.name: {"reference": reference, "metric": metrics}})

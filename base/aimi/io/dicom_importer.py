@@ -223,7 +223,7 @@ def _one_per_study(candidates: list[Candidate], order_by: list[str], phase: str)
     skipped, naming the one taken, and the one taken says by which rule."""
     def key(candidate: Candidate) -> tuple[Any, ...]:
         header = candidate.series.headers[0]
-        return (*(_sortable(header.get(attribute)) for attribute in order_by), candidate.series.series_uid)
+        return (*(_sortable(_text(header, attribute)) for attribute in order_by), candidate.series.series_uid)
 
     by_study: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
@@ -252,7 +252,7 @@ def _phase(ordered: list[Candidate], phase: str, order: str) -> tuple[Candidate 
     """The series of one study's ordered candidates that `phase` names, and the rule that named it."""
     if phase == "first":
         return ordered[0], ""
-    contrast = [c for c in ordered if str(c.series.headers[0].get("ContrastBolusAgent") or "").strip()]
+    contrast = [c for c in ordered if _text(c.series.headers[0], "ContrastBolusAgent")]
     if phase == "pre_contrast":
         plain = [c for c in ordered if c not in contrast]
         if plain:

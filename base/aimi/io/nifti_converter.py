@@ -89,7 +89,9 @@ class NiftiConverter(Module):
             return self._choose(series, sorted(target.glob("*.nii")))
 
     def _run(self, series: DicomSeries, source: Path, target: Path) -> None:
-        args = ["-z", "n", "-b", "n", "-f", "%s_%p", "-o", str(target), str(source)]
+        # -m y: one volume per series even where echo, ImageType or numbers vary between its slices (the importer
+        # has proved they form one grid); -f %s: file names from the series number only
+        args = ["-z", "n", "-b", "n", "-m", "y", "-f", "%s", "-o", str(target), str(source)]
         try:
             done = dcm2niix.main(args, capture_output=True, text=True, timeout=self.settings.timeout_s)
         except OSError as error:
