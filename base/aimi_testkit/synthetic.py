@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime
 import secrets
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -463,9 +464,14 @@ def write_truncated_copy(src: Path, dst: Path) -> Path:
 
 
 def corrupt_pixel_data(path: Path) -> None:
-    """Keep every header attribute but cut Pixel Data to half its length, so no reader can decode the image."""
+    """Keep every header attribute but make the pixels undecodable where only a decoder can tell: RLE Lossless
+    whose one segment holds a few bytes instead of Rows x Columns samples (native pixel data cut short is caught
+    at the scan, by its length; a compressed stream's content only when it is decoded)."""
     ds = pydicom.dcmread(path)
-    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    header = struct.pack("<16I", 1, 64, *([0] * 14))  # one segment, at offset 64
+    ds.PixelData = pydicom.encaps.encapsulate([header + b"\x00\x00\x07\x00\x00\x00"])
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=True)
 
 

@@ -285,7 +285,7 @@ def test_corrupt_pixel_data_keeps_headers_but_breaks_conversion(tmp_path: Path) 
     corrupt_pixel_data(paths[3])
     corrupted = pydicom.dcmread(paths[3])
     assert corrupted.SOPInstanceUID == header.SOPInstanceUID and corrupted.Rows == header.Rows
-    with pytest.raises(ValueError, match="pixel data"):
+    with pytest.raises(RuntimeError, match="RLE segments"):
         _ = corrupted.pixel_array
     (tmp_path / "nifti").mkdir()
     result = dcm2niix.main(["-z", "n", "-b", "n", "-f", "%s", "-o", str(tmp_path / "nifti"), str(tmp_path / "dicom")],

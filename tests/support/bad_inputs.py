@@ -22,7 +22,6 @@ from aimi_testkit.phantoms import demo_grid, phantom_shapes
 from aimi_testkit.synthetic import (
     GridSpec,
     StudyInfo,
-    corrupt_pixel_data,
     sample_phantom,
     write_localizer,
     write_non_dicom,
@@ -354,7 +353,6 @@ def name_without_caret(root: Path, name: str) -> Expect:
 def dropped_first_and_last(root: Path, name: str) -> Expect:
     files, uid = _series(root / "dropped_ends", name)
     for path in (files[0], files[-1]):
-        corrupt_pixel_data(path)
         path.write_bytes(path.read_bytes()[:-100])
     return Expect("rejected", r"2 of 20 files unusable", uid, files=_rel(root, [files[0], files[-1]]),
                   patient_name=name)
